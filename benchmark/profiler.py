@@ -1,0 +1,98 @@
+"""Parameters and multiply-accumulates of a deployed network, counted two ways.
+
+The reported figure (``gmacs``) comes from fvcore's ``FlopCountAnalysis``: it traces the network with
+``torch.jit.trace`` at ``1 x C x S x S`` and counts one multiply-add as one, for convolutions, matrix
+products and the elementwise cost of normalisation and upsampling layers. A trace sees every operator,
+including convolutions called functionally (which hook-based counters such as thop miss).
+
+The cross-check (``flop_counter_gmacs``) comes from ``torch.utils.flop_counter.FlopCounterMode``, which
+counts FLOPs = 2 x MACs for convolutions, matrix products and attention only; it is halved here. The two
+should agree within a few percent; ``disagreement_pct`` above :data:`DISAGREEMENT_FLAG_PCT` sets
+``flagged`` (usually a network whose normalisation/upsampling cost is large next to its convolutions, or
+an operator one of the counters skips — see ``unsupported_ops``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+
+import torch
+from torch import nn
+
+DISAGREEMENT_FLAG_PCT = 2.0
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters of the network as deployed (shared tensors counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def fvcore_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
+    """``(total MACs, MACs by operator, {skipped operator: occurrences})`` counted by fvcore."""
+    with warnings.catch_warnings():
+        # importing fvcore.nn scripts a loss with torch.jit.script, which warns of its deprecation
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
+
+    analysis = FlopCountAnalysis(model, x)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    # fvcore logs every skipped operator at WARNING level; the profile reports them instead.
+    logger = logging.getLogger("fvcore.nn.jit_analysis")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        total = int(analysis.total())
+        by_operator = {k: int(v) for k, v in analysis.by_operator().items()}
+        skipped = dict(Counter(analysis.unsupported_ops()))
+    finally:
+        logger.setLevel(level)
+    return total, by_operator, skipped
+
+
+def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """MACs counted by ``torch.utils.flop_counter`` (its FLOPs are 2 x MACs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def profile_model(model: nn.Module, size: int = 1024, in_channels: int = 3, batch: int = 1) -> dict:
+    """Profile ``model`` at ``batch x in_channels x size x size`` on the CPU.
+
+    Returns ``{"params_m", "gmacs", "flop_counter", "flop_counter_gmacs", "disagreement_pct", "flagged",
+    "unsupported_ops", "gmacs_by_operator", "input_shape"}`` — ``flop_counter`` names the counter behind
+    ``gmacs``. The model is put in eval mode (counts are those of inference).
+    """
+    model = model.eval()
+    x = torch.zeros(batch, in_channels, size, size)
+    with torch.no_grad():
+        macs, by_operator, skipped = fvcore_macs(model, x)
+        cross = flop_counter_macs(model, x)
+    disagreement = abs(macs - cross) / max(macs, cross, 1) * 100
+    return {
+        "params_m": count_params(model) / 1e6,
+        "gmacs": macs / 1e9,
+        "flop_counter": "fvcore",
+        "flop_counter_gmacs": cross / 1e9,
+        "disagreement_pct": disagreement,
+        "flagged": disagreement > DISAGREEMENT_FLAG_PCT,
+        "unsupported_ops": skipped,
+        "gmacs_by_operator": {k: v / 1e9 for k, v in sorted(by_operator.items(), key=lambda kv: -kv[1])},
+        "input_shape": list(x.shape),
+    }
+
+
+def profile_reference(ref: str, size: int = 1024, in_channels: int | None = None) -> dict:
+    """:func:`profile_model` of the model ``ref`` names (baseline name, spec JSON or checkpoint), with its name."""
+    from terralite.errors import TerraLiteError
+    from terralite.models import describe, load_model, spec_hash
+
+    if size < 32 or size % 32:
+        raise TerraLiteError(f"--size {size} must be a positive multiple of 32 (every network downsamples by 32)")
+    model, spec, _ = load_model(ref, in_channels=in_channels)
+    return {"model": describe(spec), "spec_hash": spec_hash(spec), **profile_model(model, size, spec["in_channels"])}

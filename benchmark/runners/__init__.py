@@ -1,0 +1,26 @@
+"""Latency runners, one class per runtime, under one interface (:class:`benchmark.runners.base.Runner`).
+
+``RUNNERS`` maps a runtime name to its class: ``torch``, ``onnxruntime``, ``tensorrt``. Build one with
+``build_runner(runtime, model, size=..., in_channels=..., device=..., precision=..., tta=..., **options)``
+and call ``measure(warmup, iters)``.
+"""
+
+from __future__ import annotations
+
+from benchmark.runners.base import LatencyStats, Runner
+from benchmark.runners.onnxruntime_runner import OnnxRuntimeRunner
+from benchmark.runners.tensorrt_runner import TensorRTRunner
+from benchmark.runners.torch_runner import TorchRunner
+from terralite.registry import Registry
+
+RUNNERS = Registry("runtime")
+for _cls in (TorchRunner, OnnxRuntimeRunner, TensorRTRunner):
+    RUNNERS.register(_cls.name, _cls)
+
+
+def build_runner(runtime: str, model, **kwargs) -> Runner:
+    """The runner of ``runtime`` for ``model`` (unknown runtimes list the valid ones)."""
+    return RUNNERS.get(runtime)(model, **kwargs)
+
+
+__all__ = ["RUNNERS", "LatencyStats", "Runner", "TorchRunner", "OnnxRuntimeRunner", "TensorRTRunner", "build_runner"]

@@ -1,0 +1,141 @@
+"""The runner interface: one network, one runtime, one set of conditions; ``measure()`` times it.
+
+A runner is built for fixed conditions — input ``batch x in_channels x size x size``, device, precision
+and TTA mode — so that everything a runtime prepares (export, engine build, compilation, CUDA graph
+capture) happens once, outside the timed region. Subclasses implement ``_forward(x)``: one network call
+on a tensor on the runner's device (for ``hflip-batched`` the batch is doubled). The base class wraps it
+in the TTA views (flips and merge included in the timed call) and times it: with CUDA events recorded
+on the current stream and one synchronisation at the end on a GPU, with ``time.perf_counter`` on a CPU.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.memory import PeakMemory
+from benchmark.tta import BENCH_TTA_MODES, check_bench_tta, timed_tta_forward
+from terralite.errors import TerraLiteError
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class LatencyStats:
+    """Per-call latency (ms) of the timed iterations, FPS = 1000 / mean x batch, peak memory (MB)."""
+
+    latency_ms_mean: float
+    latency_ms_median: float
+    latency_ms_p90: float
+    latency_ms_min: float
+    latency_ms_std: float
+    fps: float
+    peak_mem_mb: float
+    peak_mem_method: str
+    warmup: int
+    iters: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Runner:
+    """Base class of the per-runtime runners (``TorchRunner``, ``OnnxRuntimeRunner``, ``TensorRTRunner``)."""
+
+    name = ""
+    precisions: tuple[str, ...] = ("fp32",)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        size: int,
+        in_channels: int,
+        batch: int = 1,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        tta: str = "none",
+    ):
+        if precision not in self.precisions:
+            raise TerraLiteError(f"runtime {self.name!r} supports precision {', '.join(self.precisions)}, not {precision!r}")
+        self.model = model.eval()
+        self.size = size
+        self.in_channels = in_channels
+        self.batch = batch
+        self.device = torch.device(device)
+        self.precision = precision
+        self.tta = check_bench_tta(tta)
+        self.network_batch = batch * BENCH_TTA_MODES[tta]
+
+    @property
+    def label(self) -> str:
+        """The ``runtime`` field of a benchmark row (options that change speed are part of it)."""
+        return self.name
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def make_input(self, seed: int = 0) -> torch.Tensor:
+        """A fixed random input on the runner's device, in the dtype its network takes."""
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(self.batch, self.in_channels, self.size, self.size, generator=g)
+        return x.to(self.device, self.input_dtype)
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.float32
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Summed TTA logits ``(batch, classes, size, size)`` for ``x`` — the timed call."""
+        return timed_tta_forward(self._forward, x, self.tta)
+
+    def _memory_meter(self) -> PeakMemory:
+        return PeakMemory(self.device)
+
+    @torch.no_grad()
+    def measure(self, warmup: int = 10, iters: int = 300) -> LatencyStats:
+        """Run ``warmup`` untimed then ``iters`` timed calls; return their statistics."""
+        if warmup < 0 or iters < 1:
+            raise TerraLiteError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+        x = self.make_input()
+        meter = self._memory_meter()
+        meter.start()
+        for _ in range(warmup):
+            self(x)
+        times = self._timed(x, iters)
+        peak = meter.stop()
+        mean = statistics.fmean(times)
+        return LatencyStats(
+            latency_ms_mean=mean,
+            latency_ms_median=statistics.median(times),
+            latency_ms_p90=float(np.percentile(times, 90)),
+            latency_ms_min=min(times),
+            latency_ms_std=statistics.pstdev(times),
+            fps=1000.0 / mean * self.batch,
+            peak_mem_mb=peak,
+            peak_mem_method=meter.method,
+            warmup=warmup,
+            iters=iters,
+        )
+
+    def _timed(self, x: torch.Tensor, iters: int) -> list[float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
+            for start, end in events:
+                start.record()
+                self(x)
+                end.record()
+            torch.cuda.synchronize(self.device)
+            return [start.elapsed_time(end) for start, end in events]
+        times = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            self(x)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return times

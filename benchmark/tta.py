@@ -1,0 +1,42 @@
+"""Test-time augmentation as it is timed: the flips and the merge are part of the measured call.
+
+``none`` and ``hflip`` are :func:`terralite.tta.tta_forward` (identity + horizontal flip, two network
+calls, logits summed — the OpenEarthMap authors' TTA). ``hflip-batched`` computes the same logits with
+one network call on a batch holding both views, to show how much of TTA's cost batching removes.
+
+``forward`` is any callable from a torch tensor to logits — an eager module, or a wrapper around an
+ONNX Runtime session or TensorRT engine — so every runtime times the same flips, as torch ops on the
+runtime's device.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from terralite.errors import TerraLiteError
+from terralite.tta import tta_forward
+
+BENCH_TTA_MODES = {"none": 1, "hflip": 1, "hflip-batched": 2}
+"""TTA mode → batch multiplier of the network call (``hflip-batched`` runs both views at once)."""
+
+
+def check_bench_tta(mode: str) -> str:
+    if mode not in BENCH_TTA_MODES:
+        raise TerraLiteError(f"unknown TTA mode {mode!r} for benchmarking; valid modes: {', '.join(BENCH_TTA_MODES)}")
+    return mode
+
+
+def eval_tta_mode(mode: str) -> str:
+    """The :mod:`terralite.tta` mode that gives the same logits (for mIoU evaluation)."""
+    return "hflip" if check_bench_tta(mode) == "hflip-batched" else mode
+
+
+def timed_tta_forward(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Summed logits ``(B, C, H, W)`` of ``forward`` over the views of ``mode``."""
+    if mode != "hflip-batched":
+        return tta_forward(forward, x, mode)
+    batch = x.shape[0]
+    y = forward(torch.cat([x, x.flip(-1)]))  # (2B, C, H, W)
+    return y[:batch] + y[batch:].flip(-1)

@@ -1,0 +1,335 @@
+"""Post-training static int8 quantisation with ONNX Runtime (QDQ format), calibrated on real tiles.
+
+Pipeline: TerraLite checkpoint → fp32 ONNX (dynamic H, W; the checkpoint's spec, normalisation and class
+names in ``metadata_props``) → ``quant_pre_process`` (shape inference + graph optimisation) →
+``quantize_static`` with a :class:`TileCalibrationReader` that feeds dataset tiles normalised exactly as
+the model was trained → ``MODEL.int8.onnx`` (same metadata). :func:`agreement` then compares fp32 and int8
+on a labelled split: share of pixels with the same class, and mIoU of each.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from terralite.atomic import atomic_path, ensure_parent
+from terralite.errors import TerraLiteError
+
+# Activations uint8 (asymmetric), weights int8: ONNX Runtime's recommendation for x86 CPUs; QDQ is the
+# format its CPU kernels fuse into integer convolutions.
+ACTIVATION_TYPE = "QUInt8"
+WEIGHT_TYPE = "QInt8"
+
+
+def evenly_spaced(count: int, total: int) -> list[int]:
+    """``count`` indices spread over ``range(total)`` (all of them when ``count`` >= ``total``)."""
+    if count <= 0 or count >= total:
+        return list(range(total))
+    return [int(i) for i in np.linspace(0, total - 1, count).round()]
+
+
+def _calibration_reader_class():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class TileCalibrationReader(CalibrationDataReader):
+        """Feeds ``indices`` tiles of ``dataset`` (normalised ``(1, C, H, W)`` float32) to the calibrator."""
+
+        def __init__(self, dataset, input_name: str, indices: list[int]):
+            self.dataset = dataset
+            self.input_name = input_name
+            self.indices = list(indices)
+            self.position, self.end = 0, len(self.indices)
+
+        def __len__(self) -> int:
+            return len(self.indices)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            """Serve tiles ``start_index:end_index`` next (ONNX Runtime's strided calibration)."""
+            self.position, self.end = start_index, min(end_index, len(self.indices))
+
+        def get_next(self):
+            if self.position >= self.end:
+                return None
+            image, _ = self.dataset[self.indices[self.position]]
+            self.position += 1
+            return {self.input_name: image.unsqueeze(0).numpy()}
+
+    return TileCalibrationReader
+
+
+def onnx_input(path: Path) -> tuple[str, int]:
+    """Name and band count of the single ``(B, C, H, W)`` input of an ONNX model."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
+    if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
+        raise TerraLiteError(f"{path}: expected one (B, C, H, W) input, found {[i.name for i in inputs]}")
+    channels = inputs[0].type.tensor_type.shape.dim[1]
+    if not channels.HasField("dim_value"):
+        raise TerraLiteError(f"{path}: the input's band dimension is not fixed; export the model with a fixed band count")
+    return inputs[0].name, int(channels.dim_value)
+
+
+def onnx_metadata_map(path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace ``metadata_props`` entries of an ONNX file in place (the file is rewritten atomically)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    kept = {p.key: p.value for p in model.metadata_props}
+    kept.update(metadata)
+    del model.metadata_props[:]
+    for key, value in kept.items():
+        model.metadata_props.add(key=key, value=value)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
+def check_bands(dataset, in_channels: int, model_name: str) -> None:
+    """Calibration/evaluation tiles must have the model's band count."""
+    if dataset.num_bands != in_channels:
+        raise TerraLiteError(
+            f"{dataset.root} split {dataset.split!r} gives {dataset.num_bands}-band tiles but {model_name} takes {in_channels} bands; "
+            "calibrate on data with the bands the model was trained on (or a checkpoint whose band selection matches)"
+        )
+
+
+def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_images: int = 32, per_channel: bool = False) -> Path:
+    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``calib_images`` tiles of ``calib_dataset``.
+
+    The dataset must already apply the model's band selection and normalisation. ``out`` appears only when
+    quantisation succeeded (intermediate files live in a temporary folder).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32, out = Path(fp32), ensure_parent(out)
+    input_name, in_channels = onnx_input(fp32)
+    check_bands(calib_dataset, in_channels, str(fp32))
+    indices = evenly_spaced(calib_images, len(calib_dataset))
+    reader = _calibration_reader_class()(calib_dataset, input_name, indices)
+    with tempfile.TemporaryDirectory(prefix="terralite-quant-") as tmp:
+        pre = Path(tmp) / "preprocessed.onnx"
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        with atomic_path(out) as tmp_out:
+            quantize_static(
+                str(pre),
+                str(tmp_out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=getattr(QuantType, ACTIVATION_TYPE),
+                weight_type=getattr(QuantType, WEIGHT_TYPE),
+                calibrate_method=CalibrationMethod.MinMax,
+                # one tile per pass, ranges merged after each: the activations of one tile at a time are held,
+                # not those of every calibration tile (CalibMaxIntermediateOutputs would drop data in ORT 1.31)
+                extra_options={"CalibStridedMinMax": 1},
+            )
+            set_onnx_metadata(tmp_out, onnx_metadata_map(fp32))
+    return out
+
+
+@dataclass
+class Agreement:
+    """fp32 vs int8 on one split: pixel agreement (share of pixels given the same class) and mIoUs."""
+
+    images: int
+    pixel_agreement: float
+    miou_fp32: float
+    miou_int8: float
+
+    @property
+    def miou_difference(self) -> float:
+        return self.miou_int8 - self.miou_fp32
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "pixel_agreement": self.pixel_agreement, "miou_fp32": self.miou_fp32,
+                "miou_int8": self.miou_int8, "miou_difference": self.miou_difference}
+
+
+def agreement(fp32: str | Path, int8: str | Path, dataset, num_classes: int, max_images: int = 0) -> Agreement:
+    """Run both ONNX models on ``dataset`` tiles (all, or ``max_images`` spread over the split) on the CPU."""
+    import onnxruntime as ort
+    import torch
+
+    from terralite.data.classes import IGNORE_INDEX
+    from terralite.metrics import ConfusionMatrix
+
+    sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in (fp32, int8)]
+    input_name = sessions[0].get_inputs()[0].name
+    check_bands(dataset, onnx_input(Path(fp32))[1], str(fp32))
+    matrices = [ConfusionMatrix(num_classes, IGNORE_INDEX) for _ in sessions]
+    same = total = 0
+    indices = evenly_spaced(max_images, len(dataset))
+    for index in indices:
+        image, label = dataset[index]
+        preds = [torch.from_numpy(s.run(None, {input_name: image.unsqueeze(0).numpy()})[0]).argmax(1)[0] for s in sessions]
+        for matrix, pred in zip(matrices, preds):
+            matrix.update(pred, label)
+        same += int((preds[0] == preds[1]).sum())
+        total += preds[0].numel()
+    mious = [m.compute()["miou"] for m in matrices]
+    return Agreement(len(indices), same / total, float(mious[0]), float(mious[1]))
+
+
+@dataclass
+class QuantizeOptions:
+    """The flags of ``terralite quantize``."""
+
+    source: str  # a TerraLite checkpoint or an ONNX file (exported by terralite export: it carries the normalisation)
+    calib: str  # dataset root whose tiles calibrate the activation ranges
+    out: str  # MODEL.int8.onnx
+    per_channel: bool = False
+    calib_images: int = 32
+    calib_split: str = "train"
+    eval_split: str | None = "val"
+    eval_images: int = 0  # 0 = the whole split
+    tensorrt: str | None = None  # also build a TensorRT int8 engine from the QDQ graph, at this path
+    bench_size: int = 1024
+    bench_iters: int = 10
+
+
+def fp32_path_for(out: Path) -> Path:
+    """``model.int8.onnx`` → ``model.fp32.onnx`` (where a checkpoint's fp32 export is written)."""
+    name = out.name
+    stem = name[: -len(".int8.onnx")] if name.endswith(".int8.onnx") else out.stem
+    return out.with_name(f"{stem}.fp32.onnx")
+
+
+def _source_record(source: Path) -> tuple[dict, object]:
+    """``({spec, input}, module or None)`` of a checkpoint, or of an ONNX file exported by TerraLite."""
+    if source.suffix.lower() == ".onnx":
+        from terralite.predict import read_onnx_metadata
+
+        if not source.is_file():
+            raise TerraLiteError(f"ONNX file {source} does not exist")
+        metadata = read_onnx_metadata(onnx_metadata_map(source), source)
+        if not metadata.get("input"):
+            raise TerraLiteError(f"{source} carries no TerraLite input normalisation; quantise the checkpoint instead, or export it with terralite export")
+        _, in_channels = onnx_input(source)
+        spec = dict(metadata.get("spec") or {"kind": "onnx", "label": source.stem})
+        spec.setdefault("in_channels", in_channels)
+        return {"spec": spec, "input": metadata["input"]}, None
+    from terralite.checkpoint import load_checkpoint
+    from terralite.models import build_model
+
+    ckpt = load_checkpoint(source)
+    model = build_model(ckpt["spec"])
+    model.load_state_dict(ckpt["state_dict"])
+    return {"spec": ckpt["spec"], "input": ckpt.get("input")}, model.eval()
+
+
+def quantize_model(opts: QuantizeOptions) -> dict:
+    """``terralite quantize``: fp32 ONNX (exported from a checkpoint, beside ``out``) → int8 QDQ ONNX, then
+    agreement with fp32 on ``eval_split``, an optional TensorRT int8 engine, and benchmark rows in
+    ``out``'s folder (``compression_rows.jsonl``). Returns the report (also written as ``<out>.json``).
+
+    Inputs (paths, band counts, TensorRT availability) are checked before anything is written; a failure
+    later removes the files this call created.
+    """
+    from compress.report import Entry, write_compression_rows
+    from terralite.atomic import write_text_atomic
+    from terralite.data.classes import CLASS_NAMES
+    from terralite.engine.evaluate import dataset_for_checkpoint
+    from terralite.models import describe
+
+    source, out = Path(opts.source), ensure_parent(opts.out)
+    if out.suffix.lower() != ".onnx":
+        raise TerraLiteError(f"--out must name an .onnx file (e.g. model.int8.onnx), got {out}")
+    if opts.calib_images < 1:
+        raise TerraLiteError(f"--calib-images must be at least 1, got {opts.calib_images}")
+    if opts.tensorrt:
+        from benchmark.tensorrt_engine import require_tensorrt
+
+        try:
+            require_tensorrt()
+        except TerraLiteError:
+            raise TerraLiteError("--tensorrt needs the tensorrt package (pip install 'terralite[tensorrt]' on a machine with an "
+                                 "NVIDIA GPU), which is not importable here; drop --tensorrt to quantise for ONNX Runtime only") from None
+        ensure_parent(opts.tensorrt)
+    record, model = _source_record(source)
+    spec = record["spec"]
+    calib_set = dataset_for_checkpoint(record, opts.calib, opts.calib_split)
+    eval_set = dataset_for_checkpoint(record, opts.calib, opts.eval_split) if opts.eval_split else None
+
+    created: list[Path] = []
+    try:
+        if model is not None:
+            from benchmark.export import export_onnx
+            from terralite.predict import onnx_metadata
+
+            fp32 = fp32_path_for(out)
+            export_onnx(model, fp32, 64, spec["in_channels"], dynamic=True)
+            created.append(fp32)
+            set_onnx_metadata(fp32, onnx_metadata(spec, record["input"], CLASS_NAMES[: spec.get("num_classes", len(CLASS_NAMES))]))
+        else:
+            fp32 = source
+        quantize_onnx(fp32, out, calib_set, calib_images=opts.calib_images, per_channel=opts.per_channel)
+        created.append(out)
+        report = {"source": str(source), "fp32_onnx": str(fp32), "int8_onnx": str(out), "per_channel": opts.per_channel,
+                  "calibration": {"root": opts.calib, "split": opts.calib_split, "tiles": len(evenly_spaced(opts.calib_images, len(calib_set)))},
+                  "fp32_bytes": fp32.stat().st_size, "int8_bytes": out.stat().st_size}
+        if eval_set is not None:
+            report["agreement"] = agreement(fp32, out, eval_set, spec.get("num_classes", len(CLASS_NAMES)), opts.eval_images).to_dict()
+            report["agreement"]["split"] = opts.eval_split
+        if opts.tensorrt:
+            report["tensorrt_engine"] = str(build_int8_engine(out, opts.tensorrt, opts.bench_size, spec["in_channels"]))
+            report["tensorrt_input_size"] = opts.bench_size
+            created.append(Path(opts.tensorrt))
+        report_path = out.with_name(out.name + ".json")
+        write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        created.append(report_path)
+        scores = report.get("agreement", {})
+        name = describe(spec)
+        entries = [Entry(name, spec, model=model, onnx=fp32, precision="fp32", miou=scores.get("miou_fp32"), role="fp32"),
+                   Entry(f"{name}-int8", spec, model=model, onnx=out, precision="int8", miou=scores.get("miou_int8"), role="int8")]
+        write_compression_rows(out.parent, entries, bench_size=opts.bench_size, iterations=opts.bench_iters, eval_split=opts.eval_split)
+        return report
+    except BaseException:
+        for path in created:
+            if path != source:
+                path.unlink(missing_ok=True)
+        raise
+
+
+def build_int8_engine(qdq_onnx: str | Path, engine_path: str | Path, size: int, in_channels: int, workspace_gb: float = 4.0) -> Path:
+    """Build a TensorRT engine for ``1 x in_channels x size x size`` from an int8 QDQ graph.
+
+    Explicit quantisation: the QDQ nodes carry the calibrated scales, so TensorRT needs no calibrator;
+    layers left unquantised may run in fp16. (The benchmark's ``build_engine`` builds fp32/fp16 engines
+    from fixed-shape graphs; the QDQ graph has dynamic H, W and needs the int8 flag and a shape profile.)
+    """
+    from benchmark.tensorrt_engine import require_tensorrt
+    from terralite.atomic import write_bytes_atomic
+
+    trt = require_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(qdq_onnx).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise TerraLiteError(f"TensorRT cannot parse {qdq_onnx}: {errors[:500]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * 2**30))
+    config.set_flag(trt.BuilderFlag.INT8)
+    config.set_flag(trt.BuilderFlag.FP16)
+    shape = (1, in_channels, size, size)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(network.get_input(0).name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise TerraLiteError(f"TensorRT failed to build an int8 engine from {qdq_onnx} (see the TensorRT messages above)")
+    return write_bytes_atomic(engine_path, bytes(serialized))

@@ -1,0 +1,342 @@
+"""The FasterSeg search (METHODS §2): warm-up, then first-order bilevel teacher–student co-search.
+
+- The training split is shuffled once (seeded) and cut into two disjoint halves: weights / architecture.
+- Warm-up trains weights only with the sandwich rule: the teacher at full width, the student at its max,
+  min and a random width, gradients summed into one SGD step.
+- Search: per step an architecture step on an architecture batch (Adam 3e-4, betas (0.5, 0.999)): teacher
+  and student segmentation losses plus λ·latency for the student only; then the gradients are zeroed and a
+  weight step runs on a weight batch (SGD, momentum 0.9, wd 5e-4, grad-norm clip 5): teacher at full width,
+  student at Gumbel-sampled widths. Every head is supervised at 1/8 with OHEM cross-entropy.
+- After every epoch both roles are derived (for each candidate branch set; the student's set chosen by
+  mIoU × (latency/target)^-0.07, the teacher's by mIoU), their end-to-end latency read from the table and
+  their supernet mIoU measured on the validation split; λ is halved when the student is faster than the
+  target band and doubled when slower. Architectures, the log and the plot are written every epoch; the
+  search state is checkpointed atomically, so ``resume`` continues from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Subset
+
+from nas.fasterseg.config import FasterSegSearchConfig
+from nas.fasterseg.latency import SupernetLatency, arch_latency, measure_table, table_conditions
+from nas.fasterseg.plots import arch_summary, plot_arch_evolution
+from nas.latency_table import LatencyTable
+from search_spaces.fasterseg.arch import arch_spec, dumps_spec
+from search_spaces.fasterseg.config import preset_config
+from search_spaces.fasterseg.space import FasterSegSearchSpace
+from search_spaces.fasterseg.supernet import ROLES, branch_key
+from terralite.atomic import write_text_atomic
+from terralite.checkpoint import load_checkpoint, save_checkpoint
+from terralite.errors import TerraLiteError
+from terralite.run_folder import EpochTimer, RunFolder
+
+STATE_FILE = "search_state.pt"
+LATENCY_EXPONENT = -0.07  # branch-set choice: mIoU × (latency / target)^-0.07
+
+
+class FasterSegSearch:
+    """One search run; :meth:`run` does everything. Built pieces are attributes, for tests and tools."""
+
+    def __init__(self, cfg: FasterSegSearchConfig, resume: bool = False):
+        from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
+        from terralite.data.openearthmap import OpenEarthMapDataset
+        from terralite.data.transforms import train_transform
+        from terralite.device import resolve_device
+        from terralite.engine.distributed import init_distributed
+        from terralite.engine.loader import build_loader
+        from terralite.engine.rng import seed_everything
+        from terralite.losses import build_loss
+        from terralite.metrics import ConfusionMatrix
+
+        self.cfg = cfg.validate()
+        self.ConfusionMatrix = ConfusionMatrix
+        self.ignore_index = IGNORE_INDEX
+        self.dist, self.device = init_distributed(resolve_device(cfg.device))
+        self.run_dir = Path(cfg.out)
+        self.folder = RunFolder(self.run_dir, enabled=self.dist.is_main)
+        state_path = self.run_dir / STATE_FILE
+        if resume and not state_path.is_file():
+            raise TerraLiteError(f"cannot resume: {state_path} does not exist (start the search without --resume)")
+        if not resume and state_path.is_file():
+            raise TerraLiteError(f"{self.run_dir} already holds a search ({STATE_FILE}); pass --resume to continue it or choose another --out")
+        seed_everything(cfg.seed + self.dist.rank)
+
+        # -- data: one shuffle of the training split, two disjoint halves --------------------------
+        self.generator = torch.Generator()
+        train = OpenEarthMapDataset(cfg.data, "train", transform=train_transform(cfg.crop, generator=self.generator),
+                                    skip_missing=cfg.skip_missing, bands=cfg.bands)
+        order = np.random.default_rng(cfg.seed).permutation(len(train))
+        half = len(train) // 2
+        self.split = {"weights": sorted(order[:half].tolist()), "arch": sorted(order[half:].tolist())}
+        if half < cfg.batch_size:
+            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({half}) must hold at least "
+                                 f"one batch of {cfg.batch_size}; lower batch_size")
+        common = dict(seed=cfg.seed, device=self.device, num_workers=cfg.workers, drop_last=True,
+                      rank=self.dist.rank, world_size=self.dist.world_size, generator=self.generator)
+        self.weight_loader = build_loader(Subset(train, self.split["weights"]), cfg.batch_size, shuffle=True, **common)
+        self.arch_loader = build_loader(Subset(train, self.split["arch"]), cfg.batch_size, shuffle=True,
+                                        **{**common, "seed": cfg.seed + 1})
+        record = train.input_record()
+        val = OpenEarthMapDataset(cfg.data, "val", skip_missing=cfg.skip_missing, bands=record["bands"],
+                                  mean=record["mean"], std=record["std"])
+        if cfg.val_images is not None:
+            val = Subset(val, list(range(min(cfg.val_images, len(val)))))
+        self.val_loader = build_loader(val, 1, device=self.device, num_workers=cfg.workers,
+                                       rank=self.dist.rank, world_size=self.dist.world_size)
+        self.input_record = record
+
+        # -- space, table, supernet, optimisers -------------------------------------------------------
+        self.space = FasterSegSearchSpace(preset_config(cfg.preset, **cfg.space), train.num_bands, NUM_CLASSES)
+        self.table = self._latency_table()
+        self.supernet = self.space.supernet().to(self.device)
+        if self.device.type == "cuda" and cfg.channels_last:
+            self.supernet = self.supernet.to(memory_format=torch.channels_last)
+        self.latency = SupernetLatency(self.space, self.table, cfg.target.size).to(self.device)
+        self.model = self.supernet
+        if self.dist.enabled:
+            # the teacher's forward leaves the student's stem and heads unused, and vice versa
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=True)
+        self.opt_w = torch.optim.SGD(self.supernet.weight_parameters(), lr=cfg.lr_weights, momentum=cfg.momentum,
+                                     weight_decay=cfg.weight_decay)
+        self.opt_a = torch.optim.Adam(self.supernet.arch_parameters(), lr=cfg.lr_arch, betas=tuple(cfg.arch_betas),
+                                      weight_decay=cfg.arch_weight_decay)
+        self.criterion = build_loss({"ohem": {"weight": 1.0, "thresh": cfg.ohem_thresh}}, IGNORE_INDEX)
+        self.latency_weight = cfg.latency_weight
+        self.start_epoch, self.history = 0, []
+        if resume:
+            self._load_state(state_path)
+        self.folder.save_config(cfg)
+
+    # -- latency table -------------------------------------------------------------------------------
+    def _latency_table(self) -> LatencyTable:
+        t = self.cfg.target
+        expected = table_conditions(self.space, t.size, torch.device(t.device), t.runtime, t.precision)
+        used = self.run_dir / "lut.json"
+        if self.cfg.lut:
+            table = LatencyTable.load(self.cfg.lut)
+            table.check_conditions(expected)
+            if self.dist.is_main and Path(self.cfg.lut).resolve() != used.resolve():
+                shutil.copyfile(self.cfg.lut, used)
+            return table
+        if used.is_file():  # measured by an earlier start of this run
+            table = LatencyTable.load(used)
+            table.check_conditions(expected)
+            return table
+        self.folder.info(f"measuring a latency table for {t.runtime} on {t.device} at {t.size}x{t.size} (no --lut given)")
+        table = measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup, self.cfg.lut_iters)
+        if self.dist.is_main:
+            table.save(used)
+        return table
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _save_state(self, epoch: int) -> None:
+        if not self.dist.is_main:
+            return
+        from terralite.engine.rng import get_rng_state
+
+        spec = {"kind": "fasterseg-supernet", "space": dataclasses.asdict(self.space.cfg),
+                "in_channels": self.space.in_channels, "num_classes": self.space.num_classes}
+        save_checkpoint(self.run_dir / STATE_FILE, spec, self.supernet.state_dict(), epoch=epoch,
+                        optimizer={"weights": self.opt_w.state_dict(), "arch": self.opt_a.state_dict()},
+                        config=dataclasses.asdict(self.cfg), input=self.input_record,
+                        search={"latency_weight": self.latency_weight, "history": self.history, "split": self.split,
+                                "rng": get_rng_state()})
+
+    def _load_state(self, path: Path) -> None:
+        from terralite.engine.rng import set_rng_state
+
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt["spec"].get("space") != dataclasses.asdict(self.space.cfg):
+            raise TerraLiteError(f"{path} holds a search over another space configuration; resume with the config it was started with")
+        if ckpt["search"]["split"] != self.split:
+            raise TerraLiteError(f"{path}: the training split changed since the search started (other data or seed); cannot resume")
+        self.supernet.load_state_dict(ckpt["state_dict"])
+        self.opt_w.load_state_dict(ckpt["optimizer"]["weights"])
+        self.opt_a.load_state_dict(ckpt["optimizer"]["arch"])
+        self.latency_weight = ckpt["search"]["latency_weight"]
+        self.history = ckpt["search"]["history"]
+        set_rng_state(ckpt["search"]["rng"])
+        self.start_epoch = ckpt["epoch"] + 1
+        self.folder.info(f"resumed from {path} after epoch {self.start_epoch}")
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.device.type == "cuda" and self.cfg.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    def _batch(self, batch):
+        images, labels = batch
+        images = images.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, labels.to(self.device, non_blocking=True)
+
+    def _seg_loss(self, images, labels, role: str, width_mode: str) -> torch.Tensor:
+        with self._autocast():
+            preds = self.model(images, role=role, width_mode=width_mode)
+        size = next(iter(preds.values())).shape[-2:]
+        # supervision at 1/8: nearest subsampling keeps the ignore index intact
+        target = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+        return sum(self.criterion(p.float(), target) for p in preds.values())
+
+    def _warmup_step(self, images, labels) -> float:
+        """Sandwich rule: teacher at full width; student at max, min and a random width."""
+        self.opt_w.zero_grad(set_to_none=True)
+        total = 0.0
+        for role, mode in (("teacher", "max"), ("student", "max"), ("student", "min"), ("student", "random")):
+            loss = self._seg_loss(images, labels, role, mode)
+            loss.backward()  # one backward per forward (DDP reduces each)
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), self.cfg.grad_clip)
+        self.opt_w.step()
+        return total
+
+    def _arch_step(self, images, labels) -> tuple[float, float]:
+        self.opt_a.zero_grad(set_to_none=True)
+        loss_t = self._seg_loss(images, labels, "teacher", "max")
+        loss_t.backward()
+        latency = self.latency.loss(self.supernet)  # the student only: the teacher has no latency term
+        loss_s = self._seg_loss(images, labels, "student", "gumbel") + self.latency_weight * latency
+        loss_s.backward()
+        self.opt_a.step()
+        self.opt_w.zero_grad(set_to_none=True)  # the weights learn from the weight half only
+        return float(loss_t.detach() + loss_s.detach()), float(latency.detach())
+
+    def _weight_step(self, images, labels) -> float:
+        self.opt_w.zero_grad(set_to_none=True)
+        total = 0.0
+        for role, mode in (("teacher", "max"), ("student", "gumbel")):
+            loss = self._seg_loss(images, labels, role, mode)
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), self.cfg.grad_clip)
+        self.opt_w.step()
+        return total
+
+    # -- evaluation and derivation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, dict[str, float]]:
+        """Supernet mIoU of each role's branch-set heads on the validation split: ``{role: {set: miou}}``."""
+        self.supernet.eval()
+        keys = [branch_key(bs) for bs in self.space.cfg.branch_sets]
+        result = {}
+        for role in ROLES:
+            matrices = {k: self.ConfusionMatrix(self.space.num_classes, self.ignore_index, self.device) for k in keys}
+            for batch in self.val_loader:
+                images, labels = self._batch(batch)
+                with self._autocast():
+                    preds = self.supernet(images, role=role, width_mode="max" if role == "teacher" else "argmax")
+                for k in keys:
+                    logits = F.interpolate(preds[k].float(), size=labels.shape[-2:], mode="bilinear", align_corners=True)
+                    matrices[k].update(logits.argmax(1), labels)
+            for m in matrices.values():
+                m.all_reduce()
+            result[role] = {k: m.compute()["miou"] for k, m in matrices.items()}
+        self.supernet.train()
+        return result
+
+    def derive(self, miou: dict[str, dict[str, float]]) -> dict[str, dict]:
+        """Each role's architecture, branch set and predicted latency at the target size."""
+        t = self.cfg.target
+        target_ms = 1000.0 / t.fps
+        derived = {}
+        for role in ROLES:
+            best = None
+            for bs in self.space.cfg.branch_sets:
+                arch = self.space.derive(self.supernet, role, bs)
+                ms = arch_latency(self.table, arch, t.size, self.space.in_channels, self.space.num_classes)["total"]
+                m = miou[role][branch_key(bs)]
+                score = m * (ms / target_ms) ** LATENCY_EXPONENT if role == "student" else m
+                if best is None or score > best["score"]:
+                    best = {"arch": arch, "branch_set": branch_key(bs), "latency_ms": ms, "miou": m, "score": score}
+            derived[role] = best
+        return derived
+
+    def _write_arch(self, role: str, item: dict, epoch: int) -> None:
+        t = self.cfg.target
+        label = f"fasterseg-{role} ({self.run_dir.name}, epoch {epoch + 1}, target {t.fps:g} FPS {t.runtime}/{t.device}@{t.size})"
+        text = dumps_spec(arch_spec(item["arch"], self.space.in_channels, self.space.num_classes, label))
+        (self.run_dir / "arch").mkdir(exist_ok=True)
+        write_text_atomic(self.run_dir / "arch" / f"epoch_{epoch + 1:03d}_{role}.json", text)
+        write_text_atomic(self.run_dir / f"{role}.json", text)
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        cfg = self.cfg
+        total = cfg.warmup_epochs + cfg.epochs
+        timer = EpochTimer(total, self.start_epoch)
+        self.supernet.train()
+        for epoch in range(self.start_epoch, total):
+            searching = epoch >= cfg.warmup_epochs
+            self.weight_loader.sampler.set_epoch(epoch)
+            self.arch_loader.sampler.set_epoch(epoch)
+            arch_batches = iter(self.arch_loader)
+            sums = {"loss": 0.0, "arch_loss": 0.0, "latency_loss": 0.0}
+            steps = 0
+            for batch in self.weight_loader:
+                if cfg.steps_per_epoch is not None and steps >= cfg.steps_per_epoch:
+                    break
+                if searching:
+                    try:
+                        arch_batch = next(arch_batches)
+                    except StopIteration:
+                        arch_batches = iter(self.arch_loader)
+                        arch_batch = next(arch_batches)
+                    arch_loss, lat = self._arch_step(*self._batch(arch_batch))
+                    sums["arch_loss"] += arch_loss
+                    sums["latency_loss"] += lat
+                    sums["loss"] += self._weight_step(*self._batch(batch))
+                else:
+                    sums["loss"] += self._warmup_step(*self._batch(batch))
+                steps += 1
+            if steps == 0:
+                raise TerraLiteError("an epoch had no batch: the weight half of the training split is smaller than one batch")
+            miou = self.evaluate()
+            derived = self.derive(miou)
+            student_fps = 1000.0 / derived["student"]["latency_ms"]
+            weight_used = self.latency_weight
+            if searching:  # keep the student inside [fps, fps·(1+band)]
+                if student_fps < cfg.target.fps:
+                    self.latency_weight *= 2.0
+                elif student_fps > cfg.target.fps * (1.0 + cfg.target.band):
+                    self.latency_weight /= 2.0
+            row = {"epoch": epoch + 1, "phase": "search" if searching else "warmup",
+                   "loss": sums["loss"] / steps, "arch_loss": sums["arch_loss"] / steps, "latency_loss_ms": sums["latency_loss"] / steps,
+                   "latency_weight": weight_used,
+                   "teacher_miou": derived["teacher"]["miou"], "student_miou": derived["student"]["miou"],
+                   "teacher_ms": derived["teacher"]["latency_ms"], "student_ms": derived["student"]["latency_ms"],
+                   "student_fps": student_fps, "teacher_branches": derived["teacher"]["branch_set"],
+                   "student_branches": derived["student"]["branch_set"]}
+            self.history.append({"epoch": epoch + 1, **arch_summary(self.supernet, "student")})
+            if self.dist.is_main:
+                for role in ROLES:
+                    self._write_arch(role, derived[role], epoch)
+                self.folder.log_row(row)
+                plot_arch_evolution(self.history, self.run_dir / "arch_evolution.png")
+            self._save_state(epoch)
+            self.folder.info(timer.line(epoch, {k: row[k] for k in ("phase", "loss", "student_miou", "student_ms", "student_fps", "latency_weight")}))
+        self.folder.info(f"search finished: {self.run_dir / 'student.json'}, {self.run_dir / 'teacher.json'}")
+        self.folder.close()
+        return self.run_dir
+
+
+def search_fasterseg(cfg: FasterSegSearchConfig, resume: bool = False) -> Path:
+    """Run (or resume) a FasterSeg search; returns the run folder."""
+    from terralite.engine.distributed import shutdown_distributed
+
+    runner = FasterSegSearch(cfg, resume)
+    try:
+        return runner.run()
+    finally:
+        if runner.dist.owns_group:
+            shutdown_distributed()

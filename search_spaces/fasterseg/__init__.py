@@ -1,0 +1,8 @@
+"""FasterSeg-style multi-resolution search space (Chen et al., ICLR 2020).
+
+``config`` (the space's knobs and presets), ``ops`` (the plain operators of derived networks),
+``slimmable`` (width-switchable operators of the supernet), ``supernet`` (the lattice with teacher and
+student architecture parameters), ``derive`` (the method's derivation rules), ``arch`` (the architecture
+JSON), ``network`` (the plain network an architecture describes) and ``space`` (the search-space contract:
+``sample``, ``max_arch``, ``min_arch``, ``derive``, ``build``).
+"""

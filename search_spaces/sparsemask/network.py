@@ -1,0 +1,119 @@
+"""The derived SparseMask network an architecture describes (METHODS.md §5, "SparseMask derived network").
+
+Only the kept 1x1 convs exist, one BN per live stage, no gates:
+
+- each kept input: ReLU6 → 1x1 conv (no bias) to 64 ch → bilinear resize (align_corners=True) to the stage
+  size, skipped when the sizes are equal; the stage sums them and applies its BN;
+- a stage without inputs has no parameters (the clean-up rules guarantee nobody takes its output);
+- head: ReLU6 → 1x1 conv with bias to the classes at stride 2 → bilinear ×2 to the input size (inside the
+  network, as the architecture's ``final_upsample: "bilinear_x2"`` says; counted in GMACs).
+
+The encoder stops at the deepest tap the architecture uses (nothing deeper is built or run).
+
+Parameter names: ``encoder.*`` (MobileNetV2), ``decoder.*`` and ``head.*``; :meth:`SparseMaskNet.decoder_parameters`
+gives the decoder + head parameters for the SparseMask recipe's 10x decoder learning rate.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from search_spaces.sparsemask.arch import arch_to_mask, validate_arch
+from search_spaces.sparsemask.encoder import MobileNetV2Encoder
+from search_spaces.sparsemask.topology import NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
+from terralite.errors import TerraLiteError
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize with align_corners=True (the official decoder's), skipped when already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+def init_weights(module: nn.Module) -> None:
+    """The official init: Kaiming-normal (fan_out) convs, zero biases, BN weight 1 / bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class SparseDecoderStage(nn.Module):
+    """One decoder stage: the kept inputs' 1x1 convs (keyed ``tapJ`` / ``upK``) and one BN."""
+
+    def __init__(self, inputs: list[tuple[int, int]], decoder_channels: int):
+        super().__init__()
+        self.inputs = list(inputs)
+        self.convs = nn.ModuleDict({input_name(kind, idx): nn.Conv2d(input_channels(kind, idx, decoder_channels), decoder_channels, 1, bias=False)
+                                    for kind, idx in self.inputs})
+        self.bn = nn.BatchNorm2d(decoder_channels)
+
+    def forward(self, features: dict[str, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        out = None
+        for name, conv in self.convs.items():
+            y = resize_to(conv(features[name]), size)
+            out = y if out is None else out + y
+        return self.bn(out)
+
+
+class SparseMaskNet(nn.Module):
+    """MobileNetV2 encoder + sparse decoder + head; ``forward(x) -> logits (B, classes, H, W)``.
+
+    ``H`` and ``W`` must be divisible by 32.
+    """
+
+    def __init__(self, arch: dict, in_channels: int = 3, num_classes: int = 8):
+        super().__init__()
+        self.arch = validate_arch(arch)
+        mask = arch_to_mask(self.arch)
+        channels = self.arch["decoder_channels"]
+        # torchvision already initialises the encoder the same way (or the weights file replaces it)
+        self.encoder = MobileNetV2Encoder(in_channels, weights=self.arch.get("encoder_weights"), deepest_tap=deepest_tap(mask))
+        self.decoder = nn.ModuleDict({stage_name(s): SparseDecoderStage(
+            [(kind, idx) for kind in (TAP, UP) for idx in range(s + 1) if mask[s, idx, kind]], channels)
+            for s in range(NUM_STAGES) if mask[s].any()})
+        self.head = nn.Conv2d(channels, num_classes, 1, bias=True)
+        self.uses_pool = bool(mask[:, 0, UP].any())
+        init_weights(self.decoder)
+        init_weights(self.head)
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters outside the encoder (decoder stages and head): the ones trained at 10x learning rate."""
+        yield from self.decoder.parameters()
+        yield from self.head.parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        taps = self.encoder(x)
+        # ReLU6 once per feature: the official applies it per connection, which is the same value
+        features = {input_name(TAP, j): F.relu6(t) for j, t in enumerate(taps) if t is not None}
+        if self.uses_pool:
+            features["up0"] = F.relu6(F.adaptive_avg_pool2d(taps[0], 1))  # (B, 1280, 1, 1)
+        for s in range(NUM_STAGES):
+            if stage_name(s) in self.decoder:
+                out = self.decoder[stage_name(s)](features, stage_hw(s, height, width))
+                features[input_name(UP, s + 1)] = F.relu6(out)  # "up9" (stage 8) is the head's ReLU6 input
+        logits = self.head(features[input_name(UP, NUM_STAGES)])  # (B, classes, H/2, W/2)
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
+
+
+def build(arch: dict, in_channels: int = 3, num_classes: int = 8) -> SparseMaskNet:
+    """The derived network of ``arch`` (validated first; errors name the offending field)."""
+    return SparseMaskNet(arch, in_channels=in_channels, num_classes=num_classes)
+
+
+def build_from_spec(spec: dict) -> SparseMaskNet:
+    """Model-kind builder for ``{"kind": "sparsemask", "arch": {...}, "in_channels", "num_classes"}``."""
+    if "arch" not in spec:
+        raise TerraLiteError("a sparsemask model spec needs an 'arch' field (the kept connections per stage); "
+                             "write one with `terralite search sparsemask` or see search_spaces/sparsemask/arch.py")
+    return build(spec["arch"], in_channels=spec.get("in_channels", 3), num_classes=spec.get("num_classes", 8))

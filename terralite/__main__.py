@@ -1,0 +1,5 @@
+import sys
+
+from terralite.cli import main
+
+sys.exit(main())

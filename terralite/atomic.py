@@ -1,0 +1,54 @@
+"""Atomic file writes: write beside the target, then rename over it.
+
+A kill at any moment leaves either the old file or the new one under the final name, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from terralite.errors import TerraLiteError
+
+
+def ensure_parent(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path, with a clear error when its folder does not exist."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise TerraLiteError(f"output folder {parent} does not exist: create it first or choose another path for {path.name}")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it to ``path`` when the block succeeds.
+
+    The temporary name keeps the target's suffix (``suffix`` overrides it) so that writers that look at
+    the extension (GDAL drivers, ``torch.save``) behave as for the final name. On error it is removed.
+    """
+    path = ensure_parent(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

@@ -1,0 +1,40 @@
+"""TerraLite checkpoints: plain tensors and JSON-able values only, written atomically.
+
+Layout: ``{format, spec, state_dict, optimizer, scheduler, scaler, epoch, config, metrics, versions}``
+(training state is optional). Loading uses ``torch.load(weights_only=True)``: no pickled code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from terralite.atomic import atomic_path
+from terralite.errors import TerraLiteError
+from terralite.versions import library_versions
+
+CHECKPOINT_FORMAT = "terralite-checkpoint-v1"
+
+
+def save_checkpoint(path: str | Path, spec: dict, state_dict: dict, **extra: Any) -> Path:
+    """Write a checkpoint atomically; ``extra`` holds optimizer/scheduler/scaler state, epoch, config, metrics."""
+    payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "state_dict": state_dict, "versions": library_versions()}
+    payload.update(extra)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TerraLiteError(f"checkpoint {path} does not exist; pass the path of a TerraLite .pt file (a run folder's last.pt or best.pt)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or damaged files
+        raise TerraLiteError(f"{path} is not a readable TerraLite checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise TerraLiteError(f"{path} is not a TerraLite checkpoint (no '{CHECKPOINT_FORMAT}' marker); train or export one with terralite")
+    return payload

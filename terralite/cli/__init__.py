@@ -1,0 +1,63 @@
+"""The ``terralite`` command: one subcommand per module of this package.
+
+Each subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``; it
+imports heavy libraries inside ``run`` so that ``terralite --help`` stays fast. User errors
+(:class:`~terralite.errors.TerraLiteError`) end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from terralite import __version__
+from terralite.errors import TerraLiteError
+
+# subcommand name → module (in the order --help lists them)
+SUBCOMMANDS = {
+    "data": "terralite.cli.data",
+    "train": "terralite.cli.train",
+    "eval": "terralite.cli.eval",
+    "throughput": "terralite.cli.throughput",
+    "export": "terralite.cli.export",
+    "predict": "terralite.cli.predict",
+    "demo": "terralite.cli.demo",
+    "prune": "terralite.cli.prune",
+    "distill": "terralite.cli.distill",
+    "quantize": "terralite.cli.quantize",
+    "profile": "terralite.cli.profile",
+    "bench": "terralite.cli.bench",
+    "leaderboard": "terralite.cli.leaderboard",
+    "latency-table": "terralite.cli.latency_table",
+    "latency-check": "terralite.cli.latency_check",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="terralite",
+        description="Architecture search, compression and benchmarking of land-cover segmentation networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"terralite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        module.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args._run(args)
+    except TerraLiteError as exc:
+        print(f"terralite: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("terralite: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)

@@ -1,0 +1,40 @@
+"""terralite profile: parameters and GMACs of networks (fvcore, cross-checked with torch's flop counter)."""
+
+from __future__ import annotations
+
+HELP = "parameters and GMACs of models at 1xCxSxS (fvcore, cross-checked with torch.utils.flop_counter)"
+DESCRIPTION = (
+    "Count parameters and multiply-accumulates (GMACs, one multiply-add = 1) of each MODEL — a registered "
+    "baseline name, a spec/architecture JSON or a checkpoint — with fvcore at 1 x C x SIZE x SIZE, and "
+    "cross-check with torch.utils.flop_counter (FLOPs / 2). Disagreements above 2%% are flagged."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="baseline name, spec/arch JSON or checkpoint")
+    parser.add_argument("--size", type=int, default=1024, help="input height and width (default 1024)")
+    parser.add_argument("--in-channels", type=int, default=None, help="input bands (default: the spec's, else 3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per model instead of a table")
+
+
+def run(args) -> int:
+    import json
+
+    from benchmark.profiler import profile_reference
+
+    flagged = False
+    if not args.json:
+        print(f"{'model':<28} {'params (M)':>10} {'GMACs fvcore':>13} {'GMACs torch':>12} {'diff %':>7}  fvcore skipped")
+    for ref in args.models:  # printed one by one: a large network at 1024 px takes a while on a CPU
+        r = profile_reference(ref, args.size, args.in_channels)
+        flagged |= r["flagged"]
+        if args.json:
+            print(json.dumps(r), flush=True)
+            continue
+        skipped = ", ".join(f"{op} x{n}" for op, n in r["unsupported_ops"].items()) or "-"
+        mark = " !" if r["flagged"] else ""
+        print(f"{r['model']:<28} {r['params_m']:>10.3f} {r['gmacs']:>13.2f} {r['flop_counter_gmacs']:>12.2f} "
+              f"{r['disagreement_pct']:>6.2f}{mark:<2} {skipped}", flush=True)
+    if flagged and not args.json:
+        print("! fvcore and torch.utils.flop_counter disagree by more than 2%: see gmacs_by_operator in --json")
+    return 0

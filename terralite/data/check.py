@@ -1,0 +1,139 @@
+"""Validation of an OpenEarthMap-layout dataset before anything trains on it.
+
+Every problem is collected (not only the first) with the file it concerns: listed files that are missing,
+rasters that cannot be opened or read to the end (corrupt, truncated), labels that are not single-band,
+differ from their image in size or georeferencing, or hold values outside 0..8, and images whose band
+count differs from the rest. Rasters are read one at a time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from terralite.data.classes import NUM_CLASSES
+from terralite.data.openearthmap import SPLITS, labels_required, list_names, list_samples
+from terralite.data.raster import open_raster, read_from
+from terralite.errors import TerraLiteError
+
+# Pixel-size/origin differences below this fraction of a pixel are rounding, not a misregistration.
+_GEO_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file."""
+
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _splits_to_check(root: Path, split: str | None) -> list[str]:
+    if split is not None:
+        return [split]
+    present = sorted(p.stem for p in root.glob("*.txt"))
+    # official splits first, then any others (e.g. train_mini)
+    return [s for s in SPLITS if s in present] + [s for s in present if s not in SPLITS]
+
+
+def _read_header_and_pixels(path: Path, problems: list[Problem]):
+    """(src metadata, pixels) of a raster, or None after recording why it cannot be read."""
+    try:
+        with open_raster(path) as src:
+            meta = {"count": src.count, "crs": src.crs, "transform": src.transform, "shape": (src.height, src.width)}
+            return meta, read_from(src)
+    except TerraLiteError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+
+
+def _same_georeferencing(a: dict, b: dict) -> str | None:
+    """Why two rasters are not on the same grid, or None."""
+    if (a["crs"] is None) != (b["crs"] is None) or (a["crs"] is not None and a["crs"] != b["crs"]):
+        return f"CRS {b['crs']} differs from the image's {a['crs']}"
+    ta, tb = a["transform"], b["transform"]
+    pixel = max(abs(ta.a), abs(ta.e), 1e-300)
+    if any(abs(x - y) > _GEO_TOLERANCE * pixel for x, y in zip(ta[:6], tb[:6])):
+        return f"geotransform {tuple(tb[:6])} differs from the image's {tuple(ta[:6])}"
+    return None
+
+
+def check_dataset(root: str | os.PathLike, split: str | None = None) -> list[Problem]:
+    """All problems of one split (or of every split list at the root when ``split`` is None); [] when sound."""
+    root = Path(root)
+    if not root.is_dir():
+        return [Problem(root, "dataset folder does not exist")]
+    splits = _splits_to_check(root, split)
+    if not splits:
+        return [Problem(root, "no split lists (train.txt, val.txt, test.txt) found")]
+    problems: list[Problem] = []
+    samples: dict[Path, Path | None] = {}
+    for name in splits:
+        try:
+            found, missing = list_samples(root, name, skip_missing=True, require_labels=labels_required(name))
+        except TerraLiteError as exc:
+            problems.append(Problem(root / f"{name}.txt", str(exc)))
+            continue
+        problems += [Problem(path, f"listed in {name}.txt but missing") for path in missing]
+        for image_path, label_path in found:
+            samples.setdefault(image_path, label_path)
+
+    band_counts: dict[Path, int] = {}
+    for image_path, label_path in samples.items():
+        image = _read_header_and_pixels(image_path, problems)
+        if image is None:
+            continue
+        image_meta, _ = image
+        band_counts[image_path] = image_meta["count"]
+        if label_path is None:
+            continue
+        label = _read_header_and_pixels(label_path, problems)
+        if label is None:
+            continue
+        label_meta, pixels = label
+        if label_meta["count"] != 1:
+            problems.append(Problem(label_path, f"label has {label_meta['count']} bands; it must be single-band"))
+        if label_meta["shape"] != image_meta["shape"]:
+            (lh, lw), (ih, iw) = label_meta["shape"], image_meta["shape"]
+            problems.append(Problem(label_path, f"label is {lw}x{lh} px but its image {image_path.name} is {iw}x{ih} px"))
+        else:
+            why = _same_georeferencing(image_meta, label_meta)
+            if why:
+                problems.append(Problem(label_path, f"georeferencing differs from its image: {why}"))
+        bad = np.unique(pixels[(pixels < 0) | (pixels > NUM_CLASSES)])
+        if bad.size:
+            shown = ", ".join(str(v) for v in bad[:10].tolist())
+            problems.append(Problem(label_path, f"label values outside 0..{NUM_CLASSES}: {shown}"))
+
+    if band_counts:
+        usual, _ = Counter(band_counts.values()).most_common(1)[0]
+        problems += [Problem(path, f"image has {count} bands but the other images have {usual}")
+                     for path, count in band_counts.items() if count != usual]
+    return problems
+
+
+def count_images(root: str | os.PathLike, split: str | None = None) -> int:
+    """Number of distinct images listed in one split (or all split lists)."""
+    return len(dict.fromkeys(list_names(root, split)))
+
+
+def format_problems(problems: list[Problem]) -> str:
+    return "\n".join(str(p) for p in problems)
+
+
+def require_sound_dataset(root: str | os.PathLike, split: str | None) -> None:
+    """Raise a TerraLiteError listing every problem (with its file) unless the dataset is sound."""
+    problems = check_dataset(root, split)
+    if problems:
+        what = f"split {split!r} of dataset {root}" if split else f"dataset {root}"
+        listed = "; ".join(str(p) for p in problems[:20])
+        more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise TerraLiteError(f"{what} has {len(problems)} problem(s): {listed}{more}. "
+                             f"Fix or remove these files (see `terralite data check {root}`)")

@@ -1,0 +1,111 @@
+"""A run folder: resolved config, a per-epoch CSV (and TensorBoard when installed), a log file, ETA lines.
+
+Every long job (training, searches, fine-tunes) writes through this, so all run folders look alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from terralite.atomic import write_text_atomic
+from terralite.config import dump_yaml
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "--:--:--"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class RunFolder:
+    """Owns ``<run>/config.yaml``, ``<run>/log.csv``, ``<run>/run.log`` and ``<run>/tb`` (optional)."""
+
+    def __init__(self, path: str | Path, enabled: bool = True, tensorboard: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled  # False on non-zero ranks: they compute but never write
+        if enabled:
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.logger = logging.getLogger(f"terralite.run.{self.path.resolve()}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        if enabled and not self.logger.handlers:
+            fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+            file_handler = logging.FileHandler(self.path / "run.log")
+            file_handler.setFormatter(fmt)
+            stream = logging.StreamHandler(sys.stderr)
+            stream.setFormatter(fmt)
+            self.logger.addHandler(file_handler)
+            self.logger.addHandler(stream)
+        self._tb = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.path / "tb"))
+            except ImportError:  # TensorBoard is optional (extra "tensorboard")
+                self._tb = None
+
+    def save_config(self, cfg: Any, name: str = "config.yaml") -> None:
+        if self.enabled:
+            write_text_atomic(self.path / name, dump_yaml(cfg))
+
+    def info(self, message: str) -> None:
+        if self.enabled:
+            self.logger.info(message)
+
+    def log_row(self, row: dict, name: str = "log.csv") -> None:
+        """Append one row to a CSV; the header is the first row's keys (later rows may not add keys)."""
+        if not self.enabled:
+            return
+        path = self.path / name
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row) if new else _header(path), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        if self._tb is not None and "epoch" in row:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch":
+                    self._tb.add_scalar(key, value, row["epoch"])
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        for handler in list(self.logger.handlers):
+            handler.close()
+            self.logger.removeHandler(handler)
+
+
+def _header(path: Path) -> list[str]:
+    with path.open(newline="") as f:
+        return next(csv.reader(f))
+
+
+class EpochTimer:
+    """Measures epochs and predicts the time left: ``epoch 3/10 ... 0:00:41 elapsed, ETA 0:01:36``."""
+
+    def __init__(self, total_epochs: int, start_epoch: int = 0):
+        self.total = total_epochs
+        self.start_epoch = start_epoch
+        self.started = time.monotonic()
+
+    def eta(self, finished_epoch: int) -> tuple[float, float]:
+        """(elapsed, remaining) seconds after ``finished_epoch`` (0-based) completed."""
+        elapsed = time.monotonic() - self.started
+        done = finished_epoch + 1 - self.start_epoch
+        remaining = elapsed / max(done, 1) * (self.total - finished_epoch - 1)
+        return elapsed, remaining
+
+    def line(self, finished_epoch: int, metrics: dict) -> str:
+        elapsed, remaining = self.eta(finished_epoch)
+        parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        return f"epoch {finished_epoch + 1}/{self.total} {parts} | {format_duration(elapsed)} elapsed, ETA {format_duration(remaining)}"

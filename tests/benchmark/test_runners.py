@@ -1,0 +1,77 @@
+import importlib.util
+
+import pytest
+import torch
+
+from benchmark.runners import RUNNERS, LatencyStats, build_runner
+from terralite.errors import TerraLiteError
+from terralite.tta import tta_forward
+
+MODES = ("none", "hflip", "hflip-batched")
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_runner_logits_and_stats(tiny, runtime):
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = {"none": tiny(x), "hflip": tta_forward(tiny, x, "hflip")}
+    expected["hflip-batched"] = expected["hflip"]
+    for mode in MODES:
+        runner = build_runner(runtime, tiny, size=32, in_channels=3, tta=mode)
+        assert runner.network_batch == (2 if mode == "hflip-batched" else 1)
+        with torch.no_grad():
+            torch.testing.assert_close(runner(x), expected[mode], atol=1e-5, rtol=1e-5)
+        stats = runner.measure(warmup=1, iters=4)
+        assert isinstance(stats, LatencyStats) and stats.iters == 4
+        assert 0 < stats.latency_ms_min <= stats.latency_ms_median <= stats.latency_ms_p90
+        assert stats.fps == pytest.approx(1000 / stats.latency_ms_mean)
+        assert stats.peak_mem_mb >= 0 and stats.peak_mem_method.startswith("cpu")
+
+
+def test_torch_runner_options_and_label(tiny):
+    runner = build_runner("torch", tiny, size=32, in_channels=3, precision="bf16", channels_last=True)
+    assert runner.label == "torch+channels_last"
+    assert runner.make_input().dtype == torch.bfloat16
+    assert runner(runner.make_input()).shape == (1, 4, 32, 32)
+    assert next(tiny.parameters()).dtype == torch.float32  # the caller's model is not cast
+    with pytest.raises(TerraLiteError, match="CUDA graphs need --device cuda"):
+        build_runner("torch", tiny, size=32, in_channels=3, cuda_graphs=True)
+
+
+def test_runner_errors(tiny):
+    with pytest.raises(TerraLiteError, match="unknown runtime 'tvm'; valid names: onnxruntime, tensorrt, torch"):
+        build_runner("tvm", tiny, size=32, in_channels=3)
+    with pytest.raises(TerraLiteError, match="'onnxruntime' supports precision fp32, not 'fp16'"):
+        build_runner("onnxruntime", tiny, size=32, in_channels=3, precision="fp16")
+    with pytest.raises(TerraLiteError, match="unknown TTA mode 'd4'"):
+        build_runner("torch", tiny, size=32, in_channels=3, tta="d4")
+    with pytest.raises(TerraLiteError, match="warmup >= 0 and iters >= 1"):
+        build_runner("torch", tiny, size=32, in_channels=3).measure(0, 0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_tensorrt_missing_is_explained(tiny):
+    assert "tensorrt" in RUNNERS
+    with pytest.raises(TerraLiteError, match=r"TensorRT is not installed.*pip install terralite\[tensorrt\]"):
+        build_runner("tensorrt", tiny, size=32, in_channels=3, device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("runtime,options", [("torch", {}), ("torch", {"cuda_graphs": True}), ("torch", {"compile": True}), ("onnxruntime", {}), ("tensorrt", {})])
+def test_gpu_runners(tiny, runtime, options):
+    if runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        pytest.skip("TensorRT is not installed")
+    x = torch.randn(1, 3, 32, 32, device="cuda")
+    expected = tta_forward(tiny.cuda(), x, "hflip")
+    for mode in ("hflip", "hflip-batched"):
+        runner = build_runner(runtime, tiny, size=32, in_channels=3, device="cuda", tta=mode, **options)
+        with torch.no_grad():
+            torch.testing.assert_close(runner(x), expected, atol=1e-4, rtol=1e-4)
+        assert runner.measure(2, 5).peak_mem_method.startswith("cuda")
+
+
+def test_onnxruntime_runners_share_exports(tiny, tmp_path):
+    for mode in MODES:
+        build_runner("onnxruntime", tiny, size=32, in_channels=3, tta=mode, onnx_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_1x3x32x32.onnx", "model_2x3x32x32.onnx"]

@@ -1,0 +1,169 @@
+"""The prune / quantize / distill commands end to end on a tiny FasterSeg network and a 64 px dataset,
+and their error paths (nothing left behind)."""
+
+import json
+
+import pytest
+import torch
+
+from terralite.checkpoint import save_checkpoint
+from terralite.cli import main
+from terralite.data.openearthmap import OpenEarthMapDataset
+from terralite.models import build_model
+
+TINY_ARCH = {
+    "F": 2, "width_base": 12, "stem_width": 12, "head_width": 12,
+    "branches": [{"scale": 16, "cells": [
+        {"op": "conv", "scale": 8, "down": True, "width": 12},
+        {"op": "conv", "scale": 16, "down": False, "width": 12}]}],
+}
+BENCH = ["--bench-size", "64", "--bench-iters", "1"]
+
+
+def _checkpoint(path, root, in_channels=3, label="tiny"):
+    spec = {"kind": "fasterseg", "label": label, "arch": TINY_ARCH, "in_channels": in_channels, "num_classes": 8}
+    torch.manual_seed(0)
+    record = OpenEarthMapDataset(root, "train").input_record()
+    if in_channels != 3:
+        record = {"bands": None, "mean": [100.0] * in_channels, "std": [50.0] * in_channels}
+    return save_checkpoint(path, spec, build_model(spec).state_dict(), input=record)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(synthetic_root, tmp_path_factory):
+    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", synthetic_root)
+
+
+def test_prune_with_finetune_writes_a_reloadable_checkpoint_and_rows(tiny_ckpt, synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    code = main(["prune", str(tiny_ckpt), "--ratio", "0.5", "--data", str(synthetic_root), "--out", str(out),
+                 "--finetune-epochs", "1", "--set", "batch_size=2", "--set", "crop=64", "--set", "max_steps_per_epoch=1",
+                 "--device", "cpu", *BENCH])
+    assert code == 0
+    from terralite.models import load_model
+
+    model, spec, ckpt = load_model(str(out / "pruned.pt"))
+    assert spec["kind"] == "pruned" and ckpt["input"]["mean"]
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 8, 64, 64)
+    assert (out / "finetune1" / "last.pt").is_file()
+    rows = [json.loads(line) for line in (out / "compression_rows.jsonl").read_text().splitlines()]
+    assert [r["role"] for r in rows] == ["parent", "pruned", "finetuned"]
+    assert rows[1]["params_m"] < 0.4 * rows[0]["params_m"] and rows[1]["gmacs"] < rows[0]["gmacs"]
+    assert all(r["miou"] is not None and r["input_size"] == 64 and r["runtime"] == "torch" for r in rows)
+    summary = json.loads((out / "prune.json").read_text())
+    assert set(summary["models"]) == {"parent", "pruned", "finetuned"}
+
+
+@pytest.mark.slow
+def test_iterative_global_taylor_pruning_records_every_step(tiny_ckpt, synthetic_root, tmp_path):
+    out = tmp_path / "run"
+    code = main(["prune", str(tiny_ckpt), "--ratio", "0.5", "--iterative", "2", "--importance", "taylor", "--global",
+                 "--round-to", "4", "--data", str(synthetic_root), "--out", str(out), "--eval-split", "none", *BENCH])
+    assert code == 0
+    from terralite.models import load_model
+
+    model, spec, _ = load_model(str(out / "pruned.pt"))
+    assert [r["step"] for r in spec["pruning"]] == [1, 2] and (out / "step1.pt").is_file()
+    assert spec["pruning"][1]["step_ratio"] == pytest.approx(0.5 / 0.75 * 0.5)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 8, 64, 64)
+    summary = json.loads((out / "prune.json").read_text())["models"]
+    assert summary["pruned"]["conv_params"] < 0.6 * summary["parent"]["conv_params"]
+    assert summary["pruned"]["miou"] is None
+
+
+def test_quantize_gives_a_smaller_int8_model_that_agrees_with_fp32(tiny_ckpt, synthetic_root, tmp_path):
+    out = tmp_path / "tiny.int8.onnx"
+    code = main(["quantize", str(tiny_ckpt), "--calib", str(synthetic_root), "--out", str(out), "--calib-images", "3", *BENCH])
+    assert code == 0
+    report = json.loads((tmp_path / "tiny.int8.onnx.json").read_text())
+    assert out.stat().st_size < 0.5 * (tmp_path / "tiny.fp32.onnx").stat().st_size
+    assert report["agreement"]["pixel_agreement"] >= 0.9
+    assert abs(report["agreement"]["miou_difference"]) < 0.1
+    import onnx
+
+    graph = onnx.load(str(out)).graph
+    assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    meta = {p.key for p in onnx.load(str(out)).metadata_props}
+    assert "terralite.input" in meta  # the int8 file maps rasters on its own (terralite predict)
+    rows = [json.loads(line) for line in (tmp_path / "compression_rows.jsonl").read_text().splitlines()]
+    assert [(r["runtime"], r["precision"]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+
+
+@pytest.mark.parametrize("ratio", ["1.5", "0"])
+def test_prune_ratio_outside_0_1_leaves_nothing(tiny_ckpt, synthetic_root, tmp_path, capsys, ratio):
+    out = tmp_path / "run"
+    assert main(["prune", str(tiny_ckpt), "--ratio", ratio, "--data", str(synthetic_root), "--out", str(out)]) == 2
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_checkpoint_is_refused_and_leaves_nothing(synthetic_root, tmp_path, capsys):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, foreign)
+    assert main(["prune", str(foreign), "--ratio", "0.5", "--data", str(synthetic_root), "--out", str(tmp_path / "run")]) == 2
+    assert "not a TerraLite checkpoint" in capsys.readouterr().err
+    assert main(["quantize", str(foreign), "--calib", str(synthetic_root), "--out", str(tmp_path / "m.int8.onnx")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pt"]
+
+
+def test_calibration_data_with_other_band_count_leaves_nothing(synthetic_root, tmp_path, capsys):
+    ckpt = _checkpoint(tmp_path / "four.pt", synthetic_root, in_channels=4)
+    assert main(["quantize", str(ckpt), "--calib", str(synthetic_root), "--out", str(tmp_path / "m.int8.onnx")]) == 2
+    assert "band" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["four.pt"]
+
+
+def test_distill_logits_cwd_beside_the_student_alone(tiny_ckpt, synthetic_root, tmp_path):
+    out = tmp_path / "kd"
+    code = main(["distill", "--teacher", str(tiny_ckpt), "--student", str(tiny_ckpt), "--data", str(synthetic_root),
+                 "--out", str(out), "--kd", "both", "--epochs", "1", "--set", "batch_size=2", "--set", "crop=64",
+                 "--set", "max_steps_per_epoch=1", "--device", "cpu", "--compare-alone", *BENCH])
+    assert code == 0
+    summary = json.loads((out / "distill.json").read_text())
+    assert set(summary["miou"]) == {"teacher", "distilled", "alone"}
+    assert (out / "distilled" / "last.pt").is_file() and (out / "alone" / "last.pt").is_file()
+    rows = [json.loads(line) for line in (out / "compression_rows.jsonl").read_text().splitlines()]
+    assert [r["role"] for r in rows] == ["teacher", "distilled", "alone"]
+
+
+@pytest.mark.slow
+def test_feature_cwd_trains_adapters_that_stay_out_of_the_student(tiny_ckpt, synthetic_root, tmp_path):
+    student = tmp_path / "student.json"
+    student.write_text(json.dumps({"kind": "fasterseg", "label": "narrow", "arch": dict(TINY_ARCH, F=1)}))
+    out = tmp_path / "kd"
+    code = main(["distill", "--teacher", str(tiny_ckpt), "--student", str(student), "--data", str(synthetic_root),
+                 "--out", str(out), "--kd", "cwd", "--feature-layers", "stem", "--epochs", "1", "--set", "batch_size=2",
+                 "--set", "crop=64", "--set", "max_steps_per_epoch=1", "--device", "cpu", "--eval-split", "none", *BENCH])
+    assert code == 0
+    from terralite.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(out / "distilled" / "last.pt")
+    assert ckpt["spec"]["label"] == "narrow" and ckpt["spec"]["arch"]["F"] == 1
+    assert not any("adapter" in key for key in ckpt["state_dict"])
+    init = load_checkpoint(out / "student_init.pt")
+    assert init["input"] == load_checkpoint(tiny_ckpt)["input"]  # the student reads tiles as the teacher did
+
+
+def test_tensorrt_without_the_package_is_a_clear_error(tiny_ckpt, synthetic_root, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "m.int8.onnx"
+    assert main(["quantize", str(tiny_ckpt), "--calib", str(synthetic_root), "--out", str(out), "--tensorrt", str(tmp_path / "m.engine")]) == 2
+    assert "drop --tensorrt" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.gpu
+def test_tensorrt_int8_engine_from_the_qdq_model(tiny_ckpt, synthetic_root, tmp_path):
+    pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    engine = tmp_path / "tiny.int8.engine"
+    assert main(["quantize", str(tiny_ckpt), "--calib", str(synthetic_root), "--out", str(tmp_path / "tiny.int8.onnx"),
+                 "--calib-images", "3", "--tensorrt", str(engine), *BENCH]) == 0
+    from benchmark.tensorrt_engine import load_engine
+
+    assert engine.stat().st_size > 0 and load_engine(engine) is not None
