@@ -1,5 +1,10 @@
 """Parameters and multiply-accumulates of a deployed network, counted two ways.
 
+Parameters (``params_m``) are those of the network as deployed (METHODS §4): the parameters of the
+modules that run in one eval-mode forward, each tensor once. Auxiliary heads that run only in training
+(FasterSeg's 1/16 and 1/32 heads, ...) are left out; ``params_total_m`` counts every parameter the module
+holds.
+
 The reported figure (``gmacs``) comes from fvcore's ``FlopCountAnalysis``: it traces the network with
 ``torch.jit.trace`` at ``1 x C x S x S`` and counts one multiply-add as one, for convolutions, matrix
 products and the elementwise cost of normalisation and upsampling layers. A trace sees every operator,
@@ -14,9 +19,11 @@ an operator one of the counters skips — see ``unsupported_ops``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections import Counter
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -24,9 +31,51 @@ from torch import nn
 DISAGREEMENT_FLAG_PCT = 2.0
 
 
-def count_params(model: nn.Module) -> int:
-    """Number of parameters of the network as deployed (shared tensors counted once)."""
+def count_all_params(model: nn.Module) -> int:
+    """Number of parameters the module holds, used or not (shared tensors counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+@contextlib.contextmanager
+def record_invoked(model: nn.Module) -> Iterator[dict[int, nn.Module]]:
+    """Record the sub-modules of ``model`` (itself included) called while the block runs, keyed by id."""
+    invoked: dict[int, nn.Module] = {}
+
+    def seen(module, args):
+        invoked[id(module)] = module
+
+    handles = [m.register_forward_pre_hook(seen) for m in model.modules()]
+    try:
+        yield invoked
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def invoked_params(invoked: dict[int, nn.Module]) -> int:
+    """Parameters held directly by the invoked modules (a parent's own parameters count only if the parent
+    ran, its children's only if they ran), each tensor once however many modules share it."""
+    params = {id(p): p for m in invoked.values() for p in m.parameters(recurse=False)}
+    return sum(p.numel() for p in params.values())
+
+
+def count_params(model: nn.Module, in_channels: int = 3, size: int = 64) -> int:
+    """Number of parameters of the network as deployed: those of the modules one eval-mode forward of
+    ``1 x in_channels x size x size`` runs (see the module docstring). The model's mode is restored.
+
+    A parameter used functionally by a module other than its owner (``F.conv2d(x, self.other.weight)``
+    while ``self.other`` never runs) is not seen; no TerraLite network does that.
+    """
+    reference = next(iter(model.parameters()), None)
+    device = reference.device if reference is not None else torch.device("cpu")
+    dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
+    was_training = model.training
+    try:
+        with torch.no_grad(), record_invoked(model.eval()) as invoked:
+            model(torch.zeros(1, in_channels, size, size, device=device, dtype=dtype))
+    finally:
+        model.train(was_training)
+    return invoked_params(invoked)
 
 
 def fvcore_macs(model: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -64,18 +113,22 @@ def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
 def profile_model(model: nn.Module, size: int = 1024, in_channels: int = 3, batch: int = 1) -> dict:
     """Profile ``model`` at ``batch x in_channels x size x size`` on the CPU.
 
-    Returns ``{"params_m", "gmacs", "flop_counter", "flop_counter_gmacs", "disagreement_pct", "flagged",
-    "unsupported_ops", "gmacs_by_operator", "input_shape"}`` — ``flop_counter`` names the counter behind
-    ``gmacs``. The model is put in eval mode (counts are those of inference).
+    Returns ``{"params_m", "params_total_m", "gmacs", "flop_counter", "flop_counter_gmacs",
+    "disagreement_pct", "flagged", "unsupported_ops", "gmacs_by_operator", "input_shape"}`` —
+    ``params_m`` counts the deployed network (the modules this eval forward runs), ``params_total_m``
+    every parameter of the module; ``flop_counter`` names the counter behind ``gmacs``. The model is put
+    in eval mode (counts are those of inference).
     """
     model = model.eval()
     x = torch.zeros(batch, in_channels, size, size)
     with torch.no_grad():
         macs, by_operator, skipped = fvcore_macs(model, x)
-        cross = flop_counter_macs(model, x)
+        with record_invoked(model) as invoked:  # the cross-check's forward tells which modules are deployed
+            cross = flop_counter_macs(model, x)
     disagreement = abs(macs - cross) / max(macs, cross, 1) * 100
     return {
-        "params_m": count_params(model) / 1e6,
+        "params_m": invoked_params(invoked) / 1e6,
+        "params_total_m": count_all_params(model) / 1e6,
         "gmacs": macs / 1e9,
         "flop_counter": "fvcore",
         "flop_counter_gmacs": cross / 1e9,

@@ -21,14 +21,13 @@ import torch
 
 from compress.distillation import DistillationTerm, parse_layer_pairs
 from compress.report import Entry, write_compression_rows
-from compress.training import check_new_run_folder, compression_train_config
+from compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import save_checkpoint
 from terralite.device import resolve_device
 from terralite.distillation import load_teacher
 from terralite.engine.evaluate import dataset_for_checkpoint, evaluate
-from terralite.engine.optim import build_scheduler
-from terralite.engine.train import Trainer, train
+from terralite.engine.train import train
 from terralite.errors import TerraLiteError
 from terralite.models import build_model, describe, load_model, resolve_model_reference, with_io
 
@@ -58,22 +57,6 @@ class DistillOptions:
         return self.tau if self.tau is not None else (1.0 if self.kd == "logits" else 4.0)
 
 
-class FeatureDistillationTrainer(Trainer):
-    """The engine's trainer, plus the binding feature distillation needs: after the engine builds the
-    student, each term with ``attach`` hooks it and its adapter parameters join the optimizer (and the lr
-    schedule). The engine's ``extra_loss_terms`` interface passes only ``(images, logits, targets)``."""
-
-    def _setup(self) -> None:
-        super()._setup()
-        params = []
-        for term in self.extra_terms:
-            if hasattr(term, "attach"):
-                params += term.attach(self.raw_model, self.spec["in_channels"])
-        if params:
-            self.optimizer.add_param_group({"params": params})
-            self.scheduler = build_scheduler(self.optimizer, self.cfg.schedule, self.steps_per_epoch, self.steps_per_epoch * self.cfg.epochs)
-
-
 def distill(opts: DistillOptions) -> Path:
     """Run ``terralite distill``; returns the run folder. Inputs are checked before anything is written.
 
@@ -81,6 +64,7 @@ def distill(opts: DistillOptions) -> Path:
     teacher's input record: the engine then normalises tiles exactly as the teacher saw them, and the
     distilled and the stand-alone student start from the same weights.
     """
+    check_bench(opts.bench_size, opts.bench_iters)
     device = resolve_device(opts.device)
     pairs = parse_layer_pairs(opts.feature_layers)
     out = check_new_run_folder(opts.out)
@@ -93,19 +77,23 @@ def distill(opts: DistillOptions) -> Path:
         student_spec = with_io(student_spec, teacher_spec["in_channels"], teacher_spec["num_classes"])
     student_input = (student_ckpt or {}).get("input") or teacher_ckpt.get("input")
     teacher = load_teacher(opts.teacher, student_spec, student_input, device)
-    term = DistillationTerm(teacher, opts.kd, opts.temperature(), opts.alpha, pairs, opts.half_teacher)
+    term = DistillationTerm(teacher, opts.kd, opts.temperature(), opts.alpha, pairs, opts.half_teacher,
+                            in_channels=student_spec["in_channels"])
     fields = {"data": opts.data, "device": opts.device, "val_split": opts.eval_split}
     if opts.epochs is not None:
         fields["epochs"] = opts.epochs
     cfg = compression_train_config((student_ckpt or {}).get("config"), student_spec, opts.overrides, model=opts.student,
                                    out=str(out / "distilled"), **fields)
 
-    out.mkdir(exist_ok=True)
     if student_ckpt is None:
         torch.manual_seed(cfg.seed)
-        init = save_checkpoint(out / "student_init.pt", student_spec, build_model(student_spec).state_dict(), input=student_input)
-        cfg = dataclasses.replace(cfg, model=str(init))
-    runs = {"distilled": FeatureDistillationTrainer(cfg, [term]).run() if pairs else train(cfg, [term])}
+        student = build_model(student_spec)  # also checks the spec before anything is written
+
+    with new_run_folder(out):
+        if student_ckpt is None:
+            init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input)
+            cfg = dataclasses.replace(cfg, model=str(init))
+        runs = {"distilled": train(cfg, [term])}
     if opts.compare_alone:
         runs["alone"] = train(dataclasses.replace(cfg, out=str(out / "alone")))
 

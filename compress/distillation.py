@@ -6,7 +6,9 @@ scaled by τ² and averaged over batch and channels. Pixel-wise KL on logits is 
 (:mod:`terralite.distillation`); this module adds CWD and the plumbing that makes either kind of term an
 ``extra_loss_terms`` callable of :func:`terralite.engine.train.train`: a frozen teacher in eval mode
 (optionally fp16 on CUDA), forward hooks on chosen student/teacher layers and 1x1 conv adapters where their
-channel counts differ (trained with the student, not part of its spec).
+channel counts differ (trained with the student, not part of its spec). The term uses the engine's
+extra-term protocol (:class:`terralite.engine.train.Trainer`): the engine calls :meth:`DistillationTerm.attach`
+with the student it built, trains the adapters with it and checkpoints them beside it, so runs resume.
 """
 
 from __future__ import annotations
@@ -85,13 +87,16 @@ class DistillationTerm(nn.Module):
     channel-wise distillation on the logits, or on the ``feature_pairs`` (student layer, teacher layer)
     when given; ``both`` = their sum. The teacher runs once per step, frozen, in eval mode, in fp16 on
     CUDA with ``half_teacher``. Feature pairs need :meth:`attach` (hooks on the student the engine built,
-    1x1 conv adapters where channel counts differ); the adapters are this module's parameters, to be
-    optimised with the student, and are never saved with it.
+    1x1 conv adapters where channel counts differ, found with a probe of ``in_channels`` bands); the
+    adapters are this module's parameters: the engine optimises them with the student and keeps them in
+    its checkpoints under ``extra_terms``, never in the student's ``state_dict``.
     """
 
     def __init__(self, teacher: nn.Module, kd: str = "logits", tau: float = 1.0, alpha: float = 1.0,
-                 feature_pairs: list[tuple[str, str]] | None = None, half_teacher: bool = False, ignore_index: int = 255):
+                 feature_pairs: list[tuple[str, str]] | None = None, half_teacher: bool = False, ignore_index: int = 255,
+                 in_channels: int = 3):
         super().__init__()
+        self.in_channels = in_channels
         if kd not in KD_KINDS:
             raise TerraLiteError(f"--kd must be one of {', '.join(KD_KINDS)}, got {kd!r}")
         if tau <= 0:
@@ -117,13 +122,15 @@ class DistillationTerm(nn.Module):
     def teacher(self) -> nn.Module:
         return self._teacher[0]
 
-    def attach(self, student: nn.Module, in_channels: int) -> list[nn.Parameter]:
-        """Hook the student's feature layers and build the adapters; returns the parameters to optimise."""
+    def attach(self, student: nn.Module) -> None:
+        """Hook the student's feature layers and build the adapters (nothing to do without feature pairs)."""
         if not self.feature_pairs:
-            return []
+            return
+        if self.student_taps is not None:
+            raise RuntimeError("this distillation term is already attached to a student; build one term per run")
         self.student_taps = FeatureTaps(student, [s for s, _ in self.feature_pairs])
         device = next(student.parameters()).device
-        probe = torch.zeros(1, in_channels, 64, 64, device=device)
+        probe = torch.zeros(1, self.in_channels, 64, 64, device=device)
         was_training = student.training
         student.eval()  # eval: the probe must not move BN statistics; with gradients on, so the taps record
         student(probe)
@@ -135,7 +142,6 @@ class DistillationTerm(nn.Module):
             c_s, c_t = self.student_taps.pop(s_name).shape[1], self.teacher_taps.pop(t_name).shape[1]
             self.adapters.append(nn.Conv2d(c_s, c_t, 1) if c_s != c_t else nn.Identity())
         self.adapters.to(device)
-        return list(self.adapters.parameters())
 
     def train(self, mode: bool = True):
         super().train(mode)

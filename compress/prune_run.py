@@ -22,7 +22,7 @@ from pathlib import Path
 from compress.pruned_model import pruned_spec
 from compress.pruning import GRADIENT_IMPORTANCES, IMPORTANCES, count_parameters, prune_model, step_ratios
 from compress.report import Entry, write_compression_rows
-from compress.training import check_new_run_folder, compression_train_config
+from compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.device import resolve_device
@@ -64,6 +64,7 @@ def prune_checkpoint(opts: PruneOptions) -> Path:
     """Run ``terralite prune`` as ``opts`` say; returns the run folder. Every input is checked before the
     run folder is created, so a bad ratio, checkpoint or dataset leaves nothing behind."""
     ratios = step_ratios(opts.ratio, opts.iterative)
+    check_bench(opts.bench_size, opts.bench_iters)
     IMPORTANCES.get(opts.importance)
     if opts.finetune_epochs < 0:
         raise TerraLiteError(f"--finetune-epochs must be 0 or more, got {opts.finetune_epochs}")
@@ -76,7 +77,12 @@ def prune_checkpoint(opts: PruneOptions) -> Path:
         compression_train_config(parent.get("config"), spec, opts.finetune_overrides)  # fail now on bad overrides
 
     device = resolve_device(opts.device)
-    out.mkdir(exist_ok=True)
+    with new_run_folder(out):
+        return _prune_run(opts, out, model, parent, ratios, eval_set, grad_set, device)
+
+
+def _prune_run(opts: PruneOptions, out: Path, model, parent: dict, ratios: list[float], eval_set, grad_set, device) -> Path:
+    spec = parent["spec"]
     run = RunFolder(out)
     try:
         run.info(f"pruning {describe(spec)} ({opts.checkpoint}) by {opts.ratio:g} in {opts.iterative} step(s), importance {opts.importance}"
@@ -149,6 +155,6 @@ def _summary(opts: PruneOptions, models: dict, evaluated: dict) -> dict:
     return {
         "options": dataclasses.asdict(opts),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "models": {name: {"params": count_params(m), "conv_params": count_parameters(m, conv_only=True), "miou": evaluated.get(name, {}).get("miou"),
-                          "eval_split": opts.eval_split if name in evaluated else None} for name, (m, _) in models.items()},
+        "models": {name: {"params": count_params(m, s["in_channels"]), "conv_params": count_parameters(m, conv_only=True), "miou": evaluated.get(name, {}).get("miou"),
+                          "eval_split": opts.eval_split if name in evaluated else None} for name, (m, s) in models.items()},
     }

@@ -91,6 +91,7 @@ def step_ratios(ratio: float, steps: int) -> list[float]:
 
 
 def check_ratio(ratio: float) -> float:
+    """A pruning ratio must remove some channels and keep some."""
     if not 0.0 < ratio < 1.0:
         raise TerraLiteError(f"pruning ratio must lie strictly between 0 and 1 (the fraction of channels to remove), got {ratio}")
     return ratio

@@ -239,6 +239,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     later removes the files this call created.
     """
     from compress.report import Entry, write_compression_rows
+    from compress.training import check_bench
     from terralite.atomic import write_text_atomic
     from terralite.data.classes import CLASS_NAMES
     from terralite.engine.evaluate import dataset_for_checkpoint
@@ -247,6 +248,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     source, out = Path(opts.source), ensure_parent(opts.out)
     if out.suffix.lower() != ".onnx":
         raise TerraLiteError(f"--out must name an .onnx file (e.g. model.int8.onnx), got {out}")
+    check_bench(opts.bench_size, opts.bench_iters)
     if opts.calib_images < 1:
         raise TerraLiteError(f"--calib-images must be at least 1, got {opts.calib_images}")
     if opts.tensorrt:

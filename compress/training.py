@@ -7,9 +7,11 @@ fields the compression command sets (model, data, out, epochs, ...).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from terralite.errors import TerraLiteError
 
@@ -49,3 +51,25 @@ def check_new_run_folder(out: str | Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TerraLiteError(f"output {out} already exists and is not an empty folder; choose another --out")
     return out
+
+
+@contextlib.contextmanager
+def new_run_folder(out: Path) -> Iterator[Path]:
+    """Create the (checked) run folder ``out``; a user error (:class:`TerraLiteError`) raised inside the block
+    removes it again, so that a refused run leaves nothing behind."""
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
+    try:
+        yield out
+    except TerraLiteError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def check_bench(size: int, iterations: int) -> None:
+    """The latency rows' input side must suit every network (a multiple of 32) and time at least one call."""
+    if size < 32 or size % 32:
+        raise TerraLiteError(f"--bench-size must be a positive multiple of 32, got {size}")
+    if iterations < 1:
+        raise TerraLiteError(f"--bench-iters must be at least 1, got {iterations}")

@@ -304,6 +304,8 @@ def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cp
     """
     import shutil
 
+    from terralite.atomic import write_text_atomic
+
     names = [step.name for step in STEPS]
     unknown = [n for n in only or [] if n not in names]
     if unknown:
@@ -340,7 +342,7 @@ def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cp
         if missing:
             raise TerraLiteError(f"demo step '{step.name}' finished but left no {', '.join(missing)}")
         seconds = time.perf_counter() - t0
-        marker.write_text(f"{seconds:.1f} s\n")
+        write_text_atomic(marker, f"{seconds:.1f} s\n")
         log(f"    {step.name} took {seconds:.1f} s")
         produced[step.name] = step.artefacts(ctx)
     log(f"demo finished in {time.perf_counter() - start:.0f} s; artefacts:")

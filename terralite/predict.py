@@ -4,13 +4,15 @@ A :class:`Predictor` turns normalised tiles ``(B, C, h, w)`` into logits ``(B, K
 TerraLite checkpoint (PyTorch), an ONNX file (ONNX Runtime) or any callable (e.g. a TensorRT engine
 runner). :func:`predict_raster` streams a raster through it:
 
-- tiles of ``tile`` px overlap by ``overlap`` px; the last tile of a row/column is shifted to end at the
-  raster edge (so no tile reads outside the raster, and every overlap is at least ``overlap``);
-- the logits of overlapping tiles are blended with a weight that ramps up linearly over the overlap
-  (so no seams: neighbouring tiles hand over smoothly instead of meeting at an edge). Logits are only
-  accumulated for one tile row band ``(K, tile, width)``; memory does not grow with the raster's height;
-- rows that no later tile touches are finalised (argmax, class id = index + 1, 0 where the input is
-  nodata) and written to a tiled, compressed GeoTIFF in windows aligned to its 256-row blocks;
+- tiles of ``tile`` px overlap by at least ``overlap`` px, evenly spaced so that the first and the last
+  are flush with the raster's edges (no tile reads outside the raster);
+- the logits of overlapping tiles are blended with a weight that ramps up linearly over the overlap, so
+  neighbouring tiles hand over smoothly instead of meeting at an edge (no seams);
+- pixels are finalised as soon as no later tile covers them (argmax; class id = index + 1, 0 where the
+  input is nodata): only the overlaps still open are kept, ``K x overlap x width`` for the rows below plus
+  one tile, so memory does not grow with the raster's height and grows with its width only by that strip;
+- class rows are written to a tiled, compressed GeoTIFF in windows of whole 256-row blocks, with internal
+  overviews at the end; the next tiles are read (and decompressed) on a thread while the network runs;
 - the output is written under a temporary name in the target folder and renamed at the end: an
   interrupted run leaves nothing under the final name.
 
@@ -74,6 +76,8 @@ class Predictor:
         self.normalisation = check_normalisation(self.normalisation, self.in_channels, self.name)
         if not self.class_names:
             self.class_names = default_class_names(self.num_classes)
+        if not 1 <= self.num_classes <= 255:
+            raise TerraLiteError(f"model {self.name} has {self.num_classes} classes; a uint8 class map holds 1..255")
         if len(self.class_names) != self.num_classes:
             raise TerraLiteError(f"model {self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
 
@@ -390,8 +394,8 @@ def _output_profile(src, block: int) -> dict:
 def _class_ids(planes: np.ndarray) -> np.ndarray:
     """Class ids ``argmax + 1`` (uint8) of blended logits ``(K, h, w)``, one pass per class.
 
-    Same result as ``np.argmax(planes, axis=0) + 1`` (ties go to the lower class), without its
-    (K, h, w)-sized contiguous copy and int64 output, which would double the memory of the row band.
+    Same result as ``np.argmax(planes, axis=0) + 1`` (ties go to the lower class), without the contiguous
+    copy of a strided ``planes`` view and the int64 output that ``np.argmax`` makes.
     """
     best = planes[0].copy()
     ids = np.ones(best.shape, dtype=np.uint8)

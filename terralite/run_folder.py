@@ -109,3 +109,27 @@ class EpochTimer:
         elapsed, remaining = self.eta(finished_epoch)
         parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         return f"epoch {finished_epoch + 1}/{self.total} {parts} | {format_duration(elapsed)} elapsed, ETA {format_duration(remaining)}"
+
+
+def start_or_resume(out: str | Path, cfg: Any, resume: bool, may_change: tuple[str, ...], state_file: str = "last.pt", what: str = "run"):
+    """Guard a run folder: refuse to overwrite a run, or load the state a ``--resume`` continues from.
+
+    Returns ``(cfg, checkpoint or None)``. On resume the run's saved config wins, except the fields in
+    ``may_change`` (paths, epochs, devices), which come from ``cfg``.
+    """
+    import dataclasses
+
+    from terralite.checkpoint import load_checkpoint
+    from terralite.config import from_dict
+    from terralite.errors import TerraLiteError
+
+    state = Path(out) / state_file
+    if not resume:
+        if state.exists():
+            raise TerraLiteError(f"{out} already holds a {what} ({state_file}); pass --resume to continue it or choose another --out")
+        return cfg, None
+    if not state.is_file():
+        raise TerraLiteError(f"nothing to resume: {state} does not exist; drop --resume to start a new {what}")
+    ckpt = load_checkpoint(state)
+    saved = from_dict(type(cfg), ckpt["config"])
+    return dataclasses.replace(saved, resume=True, **{key: getattr(cfg, key) for key in may_change}), ckpt

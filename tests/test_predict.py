@@ -220,3 +220,5 @@ def test_real_openearthmap_tile_keeps_georeference(tmp_path):
     with rasterio.open(tile) as ref:
         assert crs == ref.crs and transform == ref.transform and classes.shape == (ref.height, ref.width)
     assert classes.min() >= 0 and classes.max() <= 8 and colormap[8][:3] == PALETTE[8]
+    with rasterio.open(tmp_path / "houston_map.tif") as src:
+        assert src.overviews(1) == [2, 4]  # down to 256 px, for viewers and the preview

@@ -2,7 +2,8 @@
 
 ``RUNNERS`` maps a runtime name to its class: ``torch``, ``onnxruntime``, ``tensorrt``. Build one with
 ``build_runner(runtime, model, size=..., in_channels=..., device=..., precision=..., tta=..., **options)``
-and call ``measure(warmup, iters)``.
+and call ``measure(warmup, iters)``. ``onnxruntime`` also times an existing ONNX file (e.g. an int8 graph
+from ``terralite quantize``): ``build_runner("onnxruntime", None, onnx_path=FILE, ...)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ for _cls in (TorchRunner, OnnxRuntimeRunner, TensorRTRunner):
 
 
 def build_runner(runtime: str, model, **kwargs) -> Runner:
-    """The runner of ``runtime`` for ``model`` (unknown runtimes list the valid ones)."""
+    """The runner of ``runtime`` for ``model`` (unknown runtimes list the valid ones); ``model`` is None
+    for a runner of an ONNX file (``onnx_path=``)."""
     return RUNNERS.get(runtime)(model, **kwargs)
 
 

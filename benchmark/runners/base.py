@@ -49,10 +49,11 @@ class Runner:
 
     name = ""
     precisions: tuple[str, ...] = ("fp32",)
+    times_onnx_files = False  # True: built with model=None and onnx_path=FILE, it times an existing ONNX file
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | None,
         *,
         size: int,
         in_channels: int,
@@ -61,16 +62,24 @@ class Runner:
         precision: str = "fp32",
         tta: str = "none",
     ):
-        if precision not in self.precisions:
-            raise TerraLiteError(f"runtime {self.name!r} supports precision {', '.join(self.precisions)}, not {precision!r}")
-        self.model = model.eval()
+        self.device = torch.device(device)
+        self.check(self.device, precision)
+        if model is None and not self.times_onnx_files:
+            raise TerraLiteError(f"runtime {self.name!r} times a PyTorch network; time ONNX files with --runtime onnxruntime")
+        self.model = model.eval() if model is not None else None
         self.size = size
         self.in_channels = in_channels
         self.batch = batch
-        self.device = torch.device(device)
         self.precision = precision
         self.tta = check_bench_tta(tta)
         self.network_batch = batch * BENCH_TTA_MODES[tta]
+
+    @classmethod
+    def check(cls, device: torch.device, precision: str) -> None:
+        """Raise a :class:`TerraLiteError` now if this runtime cannot run on ``device`` in ``precision``
+        (called before minutes of profiling or export; subclasses add their own requirements)."""
+        if precision not in cls.precisions:
+            raise TerraLiteError(f"runtime {cls.name!r} supports precision {', '.join(cls.precisions)}, not {precision!r}")
 
     @property
     def label(self) -> str:

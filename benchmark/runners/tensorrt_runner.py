@@ -25,10 +25,7 @@ class TensorRTRunner(Runner):
     precisions = ("fp32", "fp16")
 
     def __init__(self, model: nn.Module, *, workspace_gb: float = 4.0, onnx_dir: str | Path | None = None, **conditions):
-        require_tensorrt()  # before anything else: the clear message even on machines without a GPU
         super().__init__(model, **conditions)
-        if self.device.type != "cuda":
-            raise TerraLiteError("the TensorRT runtime needs --device cuda")
         self._free_before = torch.cuda.mem_get_info(self.device)[0]
         with tempfile.TemporaryDirectory(prefix="terralite-trt-") as tmp:
             onnx_path = cached_export(self.model, onnx_dir or tmp, self.size, self.in_channels, self.network_batch)
@@ -37,6 +34,13 @@ class TensorRTRunner(Runner):
         out_shape = tuple(self.engine.get_tensor_shape(OUTPUT_NAME))
         self._out = torch.empty(out_shape, device=self.device)
         self.context.set_tensor_address(OUTPUT_NAME, self._out.data_ptr())
+
+    @classmethod
+    def check(cls, device: torch.device, precision: str) -> None:
+        require_tensorrt()  # first: the clear message even on machines without a GPU
+        super().check(device, precision)
+        if device.type != "cuda":
+            raise TerraLiteError("the TensorRT runtime needs --device cuda")
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous()

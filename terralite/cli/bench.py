@@ -7,17 +7,20 @@ DESCRIPTION = (
     "Profile each MODEL (baseline name, spec/arch JSON or checkpoint), time it on --runtime/--device at "
     "1 x C x SIZE x SIZE for each --tta mode (flips and merge inside the timed call) and append one flat "
     "JSON row per measurement to --out. Paper protocol: --runtime torch --precision fp32 --warmup 10 --iters 300 "
-    "on a GPU. With --data and a checkpoint, mIoU is evaluated with the same TTA."
+    "on a GPU. With --data and a checkpoint, mIoU is evaluated with the same TTA. A MODEL.onnx file (e.g. the "
+    "int8 graph of terralite quantize) is timed as it stands with --runtime onnxruntime, in its own precision; "
+    "its parameters and GMACs come from the TerraLite spec it carries, else parameters from its weights and no GMACs."
 )
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("models", nargs="+", metavar="MODEL", help="baseline name, spec/arch JSON or checkpoint")
+    parser.add_argument("models", nargs="+", metavar="MODEL", help="baseline name, spec/arch JSON, checkpoint or .onnx file")
     parser.add_argument("--size", type=int, default=1024, help="input height and width (default 1024)")
     parser.add_argument("--in-channels", type=int, default=None, help="input bands (default: the spec's, else 3)")
     parser.add_argument("--runtime", default="torch", help="torch, onnxruntime or tensorrt (default torch)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="default fp32")
+    parser.add_argument("--precision", default=None, choices=["fp32", "fp16", "bf16", "int8"],
+                        help="default fp32; for an ONNX file, the file's (int8 for a quantised graph)")
     parser.add_argument("--tta", default="none", help="comma-separated TTA modes: none, hflip, hflip-batched (default none)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls first (default 10)")
@@ -44,8 +47,6 @@ def run(args) -> int:
     out = Path(args.out)
     if args.out.endswith(("/", os.sep)) and not out.is_dir():
         ensure_parent(out).mkdir()  # a trailing slash names a folder; its parent must exist
-    if out.is_dir():
-        out = out / conditions_file_name(args.device, args.runtime, args.precision, args.size, args.batch)
     ensure_parent(out)  # fail before minutes of timing, not after
     options = {}
     if args.runtime == "torch":
@@ -63,9 +64,13 @@ def run(args) -> int:
         rows = benchmark_rows(ref, size=args.size, in_channels=args.in_channels, data=args.data, split=args.split,
                               runtime=args.runtime, device=args.device, precision=args.precision, tta=tta,
                               warmup=args.warmup, iters=args.iters, batch=args.batch, runner_options=options)
-        write_rows(out, rows)
+        # in a folder, the file is named after the conditions (an ONNX file's precision is known from its rows)
+        target = out / conditions_file_name(args.device, args.runtime, rows[0]["precision"], args.size, args.batch) if out.is_dir() else out
+        write_rows(target, rows)
         for row in rows:
             miou = "" if row["miou"] is None else f"  mIoU {row['miou']:.4f}"
             print(f"{row['model']:<28} tta={row['tta']:<13} {row['latency_ms_mean']:9.2f} ms  {row['fps']:8.2f} FPS{miou}")
-    print(f"rows appended to {out}", file=sys.stderr)
+        print(f"rows appended to {target}", file=sys.stderr)
+        if rows[0]["gmacs"] is None:
+            print(f"note: {ref} carries no TerraLite spec: parameters are counted from its weights, GMACs left empty", file=sys.stderr)
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 HELP = "map a GeoTIFF of any size into a land-cover class GeoTIFF (tiled, blended, georeferenced)"
 DESCRIPTION = (
     "Map INPUT.tif with MODEL (a TerraLite checkpoint or an ONNX file from `terralite export`). Windows are "
-    "read and written lazily, so memory is bounded by one row of tiles; overlapping tiles are blended. The "
+    "read and written lazily, so memory is bounded by one tile plus the still-open overlap strip; overlapping "
+    "tiles are blended (no seams). The "
     "output is a single-band uint8 GeoTIFF of class ids 1..K (0 = nodata) with the input's CRS, transform and "
     "size and the OpenEarthMap colour table, written atomically."
 )
@@ -48,7 +49,7 @@ def _tensorrt_predictor(args, normalisation):
     from benchmark.tensorrt_engine import require_tensorrt
     from terralite.errors import TerraLiteError
     from terralite.models import describe, load_model
-    from terralite.predict import Predictor
+    from terralite.predict import Predictor, check_normalisation
 
     require_tensorrt()
     if Path(args.model).suffix in (".onnx", ".engine", ".plan"):
@@ -57,6 +58,7 @@ def _tensorrt_predictor(args, normalisation):
         raise TerraLiteError(f"--runtime tensorrt supports --tta none or hflip, not {args.tta}")
     device = "cuda" if args.device == "auto" else args.device
     model, spec, ckpt = load_model(args.model)
+    norm = check_normalisation(dict((ckpt or {}).get("input") or {}, **(normalisation or {})), spec["in_channels"], describe(spec))
     runner = build_runner("tensorrt", model, size=args.tile, in_channels=spec["in_channels"], batch=args.batch,
                           device=device, precision="fp32", tta=args.tta)
 
@@ -64,7 +66,6 @@ def _tensorrt_predictor(args, normalisation):
         with torch.no_grad():
             return runner(torch.from_numpy(batch).to(runner.device)).float().cpu().numpy()
 
-    norm = dict((ckpt or {}).get("input") or {}, **(normalisation or {}))
     return Predictor(forward, spec["in_channels"], spec["num_classes"], norm, describe(spec),
                      fixed_size=(args.tile, args.tile), fixed_batch=args.batch)
 

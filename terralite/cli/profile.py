@@ -6,7 +6,9 @@ HELP = "parameters and GMACs of models at 1xCxSxS (fvcore, cross-checked with to
 DESCRIPTION = (
     "Count parameters and multiply-accumulates (GMACs, one multiply-add = 1) of each MODEL — a registered "
     "baseline name, a spec/architecture JSON or a checkpoint — with fvcore at 1 x C x SIZE x SIZE, and "
-    "cross-check with torch.utils.flop_counter (FLOPs / 2). Disagreements above 2%% are flagged."
+    "cross-check with torch.utils.flop_counter (FLOPs / 2). Disagreements above 2%% are flagged. 'params' "
+    "counts the deployed network (the modules an eval-mode forward runs: training-only auxiliary heads are "
+    "left out), 'total' every parameter the model holds."
 )
 
 
@@ -24,7 +26,7 @@ def run(args) -> int:
 
     flagged = False
     if not args.json:
-        print(f"{'model':<28} {'params (M)':>10} {'GMACs fvcore':>13} {'GMACs torch':>12} {'diff %':>7}  fvcore skipped")
+        print(f"{'model':<28} {'params (M)':>10} {'total (M)':>10} {'GMACs fvcore':>13} {'GMACs torch':>12} {'diff %':>7}  fvcore skipped")
     for ref in args.models:  # printed one by one: a large network at 1024 px takes a while on a CPU
         r = profile_reference(ref, args.size, args.in_channels)
         flagged |= r["flagged"]
@@ -33,7 +35,7 @@ def run(args) -> int:
             continue
         skipped = ", ".join(f"{op} x{n}" for op, n in r["unsupported_ops"].items()) or "-"
         mark = " !" if r["flagged"] else ""
-        print(f"{r['model']:<28} {r['params_m']:>10.3f} {r['gmacs']:>13.2f} {r['flop_counter_gmacs']:>12.2f} "
+        print(f"{r['model']:<28} {r['params_m']:>10.3f} {r['params_total_m']:>10.3f} {r['gmacs']:>13.2f} {r['flop_counter_gmacs']:>12.2f} "
               f"{r['disagreement_pct']:>6.2f}{mark:<2} {skipped}", flush=True)
     if flagged and not args.json:
         print("! fvcore and torch.utils.flop_counter disagree by more than 2%: see gmacs_by_operator in --json")

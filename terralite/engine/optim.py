@@ -6,6 +6,7 @@ parameters; otherwise every parameter whose name starts with ``decoder.`` (smp's
 
 from __future__ import annotations
 
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -21,8 +22,11 @@ def decoder_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in model.named_parameters() if name.startswith("decoder.") and p.requires_grad]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimConfig, extra_params: Sequence[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """The optimizer of ``model``'s trainable parameters; ``extra_params`` (e.g. parameters of extra loss
+    terms) are trained with the base lr group's settings."""
     params = [p for p in model.parameters() if p.requires_grad]
+    params += [p for p in extra_params if p.requires_grad]
     if cfg.decoder_lr_mult != 1.0:
         decoder = decoder_parameters(model)
         if not decoder:
@@ -66,8 +70,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig, steps
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch, total_steps))
 
 
-def clip_gradients(model: nn.Module, max_norm: float) -> None:
+def clip_gradients(params: Iterable[nn.Parameter], max_norm: float) -> None:
+    """Clip the joint gradient norm of ``params`` to ``max_norm`` (0: no clipping)."""
     if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 

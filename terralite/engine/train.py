@@ -18,7 +18,6 @@ only ``data`` and ``out`` (moved folders), ``epochs``, ``device``, ``workers``, 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from terralite.config import from_dict, to_dict
+from terralite.config import to_dict
 from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
 from terralite.engine.distributed import all_reduce_sum, barrier, broadcast_buffers, init_distributed, shutdown_distributed
 from terralite.engine.evaluate import autocast_context, check_band_count, evaluate, resolve_amp
@@ -52,6 +51,9 @@ def train(cfg: TrainConfig, extra_loss_terms: Sequence[LossTerm] | None = None) 
 
     ``extra_loss_terms``: callables ``(images, logits, targets) -> scalar`` added to the task loss at every
     step (``logits`` = the main output ``(B, C, H, W)`` at input size), e.g. distillation from a teacher.
+    A term may also take part in the training (see :class:`Trainer`): an ``nn.Module`` term has its
+    parameters trained with the model's and its ``state_dict`` checkpointed, and a term with an
+    ``attach(model)`` method is handed the built model first (e.g. to hook its layers).
     """
     return Trainer(cfg, extra_loss_terms).run()
 
@@ -75,7 +77,17 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 class Trainer:
-    """One training run; :func:`train` is the usual entry. Public for callers that want its parts."""
+    """One training run; :func:`train` is the usual entry. Public for callers that want its parts.
+
+    The extra-term protocol, in the order of setup: after the model is built (and moved to its device),
+    each term with an ``attach`` method is called once as ``term.attach(model)`` with the raw model (not the
+    DDP wrapper); then every term that is an ``nn.Module`` is moved to the device, and its trainable
+    parameters join the optimizer's base group (the model's lr and weight decay; not the decoder's lr
+    multiplier), gradient clipping and, across processes, gradient averaging. Its ``state_dict`` is saved
+    in each checkpoint under ``extra_terms`` (one entry per module term, in order) and loaded back on
+    resume, so a resumed run must be given the same terms. Module terms are put in train mode for each
+    epoch. A term must not hold the model as a sub-module (its parameters would be trained twice).
+    """
 
     def __init__(self, cfg: TrainConfig, extra_loss_terms: Sequence[LossTerm] | None = None):
         self.cfg = cfg
@@ -98,22 +110,12 @@ class Trainer:
     def _setup(self) -> None:
         from terralite.device import resolve_device
         from terralite.models import resolve_model_reference, with_io
-        from terralite.run_folder import RunFolder
+        from terralite.run_folder import RunFolder, start_or_resume
 
         cfg = self.cfg
         out = Path(cfg.out)
-        self.resume_ckpt = None
-        if cfg.resume:
-            from terralite.checkpoint import load_checkpoint
-
-            if not (out / "last.pt").is_file():
-                raise TerraLiteError(f"nothing to resume: {out / 'last.pt'} does not exist; drop --resume to start a new run")
-            self.resume_ckpt = load_checkpoint(out / "last.pt")
-            saved = from_dict(TrainConfig, self.resume_ckpt["config"])
-            cfg = dataclasses.replace(saved, resume=True, **{k: getattr(cfg, k) for k in RESUME_MAY_CHANGE})
-            self.cfg = cfg
-        elif (out / "last.pt").exists():
-            raise TerraLiteError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+        cfg, self.resume_ckpt = start_or_resume(out, cfg, cfg.resume, RESUME_MAY_CHANGE, what="run")
+        self.cfg = cfg
 
         self.dist, device = init_distributed(resolve_device(cfg.device))
         self.device = device
@@ -152,17 +154,18 @@ class Trainer:
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model
-        self.optimizer = build_optimizer(model, cfg.optim)
-        if self.dist.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = model
-        self.criterion = build_loss(cfg.loss, IGNORE_INDEX).to(device)
         if cfg.teacher:
             from terralite.distillation import LogitsDistillation, load_teacher
 
             teacher = load_teacher(cfg.teacher, self.spec, self.input_record, device)
             self.extra_terms.append(LogitsDistillation(teacher, cfg.kd_tau, cfg.kd_alpha, IGNORE_INDEX))
+        self.term_params = self._attach_terms(model, device)
+        self.optimizer = build_optimizer(model, cfg.optim, self.term_params)
+        if self.dist.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        self.model = model
+        self.criterion = build_loss(cfg.loss, IGNORE_INDEX).to(device)
 
         per_rank = cfg.batch_size // self.dist.world_size
         self.loader = build_loader(
@@ -188,6 +191,26 @@ class Trainer:
         self.run.save_config(cfg)
         if self.resume_ckpt is not None and self.dist.is_main:
             self._trim_log(out / "log.csv", self.start_epoch)
+
+    @property
+    def module_terms(self) -> list[nn.Module]:
+        """The extra terms that are modules: their parameters train, their states are checkpointed."""
+        return [term for term in self.extra_terms if isinstance(term, nn.Module)]
+
+    def _attach_terms(self, model: nn.Module, device: torch.device) -> list[nn.Parameter]:
+        """Hand ``model`` to terms with ``attach``; returns the trainable term parameters (each once, none of the model's)."""
+        for term in self.extra_terms:
+            if hasattr(term, "attach"):
+                term.attach(model)
+        seen = {id(p) for p in model.parameters()}
+        params = []
+        for term in self.module_terms:
+            term.to(device)
+            for p in term.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
 
     @staticmethod
     def _trim_log(path: Path, completed_epochs: int) -> None:
@@ -245,6 +268,12 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def _restore(self, ckpt: dict) -> None:
         self.raw_model.load_state_dict(ckpt["state_dict"])
+        states, terms = ckpt.get("extra_terms") or [], self.module_terms
+        if len(states) != len(terms):
+            raise TerraLiteError(f"{Path(self.cfg.out) / 'last.pt'} holds the state of {len(states)} parameterised extra loss "
+                                 f"term(s) but this run was given {len(terms)}; resume with the terms the run was started with")
+        for term, state in zip(terms, states):
+            term.load_state_dict(state)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
@@ -268,6 +297,7 @@ class Trainer:
             epoch=epoch, step_in_epoch=step_in_epoch, config=to_dict(self.cfg), metrics=metrics or {},
             input=self.input_record, rng=get_rng_state(), best_miou=self.best_miou,
             loss_sum=float(self.loss_sum), loss_count=self.loss_count,
+            extra_terms=[term.state_dict() for term in self.module_terms],
         )
 
     # ------------------------------------------------------------------ steps
@@ -285,6 +315,8 @@ class Trainer:
     def _train_epoch(self, epoch: int, first_batch: int) -> float:
         cfg = self.cfg
         self.model.train()
+        for term in self.module_terms:
+            term.train()
         sampler = self.loader.sampler
         sampler.set_epoch(epoch)
         sampler.set_start(first_batch * self.per_rank_batch)
@@ -313,7 +345,9 @@ class Trainer:
             batch_index += 1
             if last_of_group:
                 self.scaler.unscale_(self.optimizer)
-                clip_gradients(self.raw_model, cfg.optim.grad_clip)
+                if self.dist.enabled and self.term_params:
+                    self._average_term_gradients()
+                clip_gradients([*self.raw_model.parameters(), *self.term_params], cfg.optim.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -330,6 +364,13 @@ class Trainer:
         mean_loss = float(totals[0] / max(float(totals[1]), 1.0))
         self._reset_loss(0.0, 0)
         return mean_loss
+
+    def _average_term_gradients(self) -> None:
+        """DDP averages the model's gradients only; the terms' are averaged here, so every rank steps alike."""
+        for p in self.term_params:
+            if p.grad is None:  # every rank must join each all-reduce
+                p.grad = torch.zeros_like(p)
+            all_reduce_sum(p.grad).div_(self.dist.world_size)
 
     def _reset_loss(self, total: float, count: int) -> None:
         self.loss_sum = torch.tensor(total, dtype=torch.float64, device=self.device)

@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import pytest
@@ -55,6 +56,15 @@ def test_bench_cli_errors(tmp_path, capsys):
     assert "output folder" in capsys.readouterr().err
     assert main(["bench", "unet-resnet18", "--size", "64", "--runtime", "onnxruntime", "--compile", "--out", str(tmp_path / "r.jsonl")]) == 2
     assert "torch options" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_bench_cli_explains_missing_tensorrt_before_profiling(tmp_path, capsys, monkeypatch):
+    import benchmark.bench
+
+    monkeypatch.setattr(benchmark.bench, "profile_model", None)  # reaching the profiler would raise TypeError
+    code = main(["bench", "unet-resnet18", "--runtime", "tensorrt", "--device", "cpu", "--out", str(tmp_path / "r.jsonl")])
+    assert code == 2 and "TensorRT is not installed" in capsys.readouterr().err
 
 
 def test_bench_evaluates_miou_of_a_checkpoint(tmp_path):

@@ -1,9 +1,13 @@
 import importlib.util
+import json
 
 import pytest
 import torch
 
+from benchmark.export import cached_export
+from benchmark.rows import read_rows
 from benchmark.runners import RUNNERS, LatencyStats, build_runner
+from terralite.cli import main
 from terralite.errors import TerraLiteError
 from terralite.tta import tta_forward
 
@@ -41,8 +45,10 @@ def test_torch_runner_options_and_label(tiny):
 def test_runner_errors(tiny):
     with pytest.raises(TerraLiteError, match="unknown runtime 'tvm'; valid names: onnxruntime, tensorrt, torch"):
         build_runner("tvm", tiny, size=32, in_channels=3)
-    with pytest.raises(TerraLiteError, match="'onnxruntime' supports precision fp32, not 'fp16'"):
+    with pytest.raises(TerraLiteError, match="'onnxruntime' supports precision fp32, int8, not 'fp16'"):
         build_runner("onnxruntime", tiny, size=32, in_channels=3, precision="fp16")
+    with pytest.raises(TerraLiteError, match="int8 on onnxruntime needs a quantised ONNX file"):
+        build_runner("onnxruntime", tiny, size=32, in_channels=3, precision="int8")
     with pytest.raises(TerraLiteError, match="unknown TTA mode 'd4'"):
         build_runner("torch", tiny, size=32, in_channels=3, tta="d4")
     with pytest.raises(TerraLiteError, match="warmup >= 0 and iters >= 1"):
@@ -75,3 +81,32 @@ def test_onnxruntime_runners_share_exports(tiny, tmp_path):
     for mode in MODES:
         build_runner("onnxruntime", tiny, size=32, in_channels=3, tta=mode, onnx_dir=tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model_1x3x32x32.onnx", "model_2x3x32x32.onnx"]
+
+
+def test_onnxruntime_times_an_existing_onnx_file(tiny, tmp_path, capsys):
+    path = cached_export(tiny, tmp_path, 32, 3, 1)  # static 1x3x32x32, no TerraLite metadata
+    x = torch.randn(1, 3, 32, 32)
+    runner = build_runner("onnxruntime", None, onnx_path=path, size=32, in_channels=3, tta="hflip")
+    with torch.no_grad():
+        torch.testing.assert_close(runner(x), tta_forward(tiny, x, "hflip"), atol=1e-5, rtol=1e-5)
+    assert runner.measure(0, 2).iters == 2
+
+    with pytest.raises(TerraLiteError, match="fixed input height of 32, but the measurement needs 64; pass --size 32"):
+        build_runner("onnxruntime", None, onnx_path=path, size=64, in_channels=3)
+    with pytest.raises(TerraLiteError, match="fixed input batch of 1, but the measurement needs 2"):
+        build_runner("onnxruntime", None, onnx_path=path, size=32, in_channels=3, tta="hflip-batched")
+    with pytest.raises(TerraLiteError, match="holds an fp32 graph; time it with precision fp32, not int8"):
+        build_runner("onnxruntime", None, onnx_path=path, size=32, in_channels=3, precision="int8")
+    with pytest.raises(TerraLiteError, match="'torch' times a PyTorch network"):
+        build_runner("torch", None, size=32, in_channels=3)
+
+    out = tmp_path / "boards"
+    assert main(["bench", str(path), "--runtime", "onnxruntime", "--size", "32", "--warmup", "0", "--iters", "1", "--out", f"{out}/"]) == 0
+    assert "GMACs left empty" in capsys.readouterr().err
+    (row,) = read_rows(out / "bench_cpu_onnxruntime_fp32_32.jsonl")
+    assert (row["model"], row["precision"], row["runtime"], row["gmacs"], row["flop_counter"]) == ("model_1x3x32x32", "fp32", "onnxruntime", None, None)
+    assert row["params_m"] * 1e6 == pytest.approx(256)  # the initializers: conv1 weight and bias, conv2 weight
+    assert len(row["spec_hash"]) == 12
+    json.dumps(row)
+    assert main(["bench", str(path), "--size", "32", "--out", str(tmp_path / "r.jsonl")]) == 2
+    assert "time it with --runtime onnxruntime" in capsys.readouterr().err

@@ -87,6 +87,17 @@ def test_quantize_gives_a_smaller_int8_model_that_agrees_with_fp32(tiny_ckpt, sy
     assert "terralite.input" in meta  # the int8 file maps rasters on its own (terralite predict)
     rows = [json.loads(line) for line in (tmp_path / "compression_rows.jsonl").read_text().splitlines()]
     assert [(r["runtime"], r["precision"]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
+    from benchmark.onnx_file import read_onnx_file
+
+    fp32, int8 = read_onnx_file(tmp_path / "tiny.fp32.onnx"), read_onnx_file(out)
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    assert int8.params == fp32.params  # int8 weights and int32 biases; scales and zero points are not parameters
+    # the benchmark times the int8 file itself (dynamic H, W fixed to --size), with counts from the spec it carries
+    assert main(["bench", str(out), "--runtime", "onnxruntime", "--size", "64", "--warmup", "0", "--iters", "1",
+                 "--out", str(tmp_path / "bench.jsonl")]) == 0
+    (row,) = [json.loads(line) for line in (tmp_path / "bench.jsonl").read_text().splitlines()]
+    assert (row["model"], row["precision"], row["tta"]) == ("tiny", "int8", "none")
+    assert row["params_m"] == pytest.approx(rows[1]["params_m"]) and row["gmacs"] == pytest.approx(rows[1]["gmacs"])
 
 
 @pytest.mark.parametrize("ratio", ["1.5", "0"])
@@ -140,6 +151,7 @@ def test_feature_cwd_trains_adapters_that_stay_out_of_the_student(tiny_ckpt, syn
     ckpt = load_checkpoint(out / "distilled" / "last.pt")
     assert ckpt["spec"]["label"] == "narrow" and ckpt["spec"]["arch"]["F"] == 1
     assert not any("adapter" in key for key in ckpt["state_dict"])
+    assert list(ckpt["extra_terms"][0]) == ["adapters.0.weight", "adapters.0.bias"]  # kept for a resume
     init = load_checkpoint(out / "student_init.pt")
     assert init["input"] == load_checkpoint(tiny_ckpt)["input"]  # the student reads tiles as the teacher did
 

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from terralite.cli import SUBCOMMANDS, build_parser, main
+from terralite.cli import SUBCOMMANDS, main
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -105,3 +105,46 @@ def test_cli_errors(tmp_path, capsys):
     assert "is not a FasterSeg table" in capsys.readouterr().err
     assert main(["latency-check", "fasterseg", "--lut", str(other), "--samples", "2", "--out", str(tmp_path / "c.json")]) == 2
     assert "at least 3" in capsys.readouterr().err
+
+
+def test_paths_latency_matches_path_enumeration(space):
+    """The β recursion equals the expectation over explicit lattice paths (each scale weighted by its own β)."""
+    import itertools
+
+    from search_spaces.fasterseg.config import SCALES, cell_channels, stem_channels
+
+    c, L = space.cfg, space.cfg.layers
+    table = _table(space, lambda k: (1 + OP_NAMES.index(k.split("|")[0]) if k.split("|")[0] in OP_NAMES else 0)
+                   * float(k.split("H=")[1].split("|")[0]) * (3.0 if k.endswith("stride=2") else 1.0))
+    net = space.supernet()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for j in (1, 2):
+            net.arch[f"student_beta_{j}"].normal_()
+    betas = {j: torch.softmax(net.arch[f"student_beta_{j}"].detach(), -1) for j in (1, 2)}
+    full = [cell_channels(s, c.F, c.width_base, c.width_base) for s in SCALES]
+    stem = stem_channels(c.F, c.student_stem_width, c.width_base)[2]
+    head = [cell_channels(s, c.F, c.student_head_width, c.width_base) for s in SCALES]
+
+    def cell(i, j, down):  # uniform ops, full widths
+        cin = stem if i == 0 else full[j]
+        cout = full[j + 1] if down else (head[j] if i == L - 1 else full[j])
+        return sum(table.lookup(op, H=SIZE // SCALES[j], W=SIZE // SCALES[j], cin=cin, cout=cout, stride=2 if down else 1)
+                   for op in OP_NAMES) / len(OP_NAMES)
+
+    expected = 0.0
+    for steps in itertools.product((0, 1), repeat=L - 1):
+        path = [0]
+        for s in steps:
+            path.append(path[-1] + s)
+        if any(p > min(i, 2) for i, p in enumerate(path)):
+            continue
+        prob, lat = 1.0, 0.0
+        for i, j in enumerate(path):
+            down = i < L - 1 and path[i + 1] > j
+            lat += cell(i, j, down)
+            if j >= 1 and i > j:  # this cell chose its input: down (column 0) or keep (column 1)
+                prob *= float(betas[j][i - j - 1][0 if path[i - 1] < j else 1])
+        expected += prob * lat
+    got = float(SupernetLatency(space, table, SIZE)(net, "paths").detach())
+    assert got == pytest.approx(expected, rel=1e-5)
