@@ -83,7 +83,7 @@ def read_onnx_file(path: str | Path) -> OnnxFile:
     """Read ``path``'s input, output, precision, parameter count and metadata (clear errors for other files)."""
     import onnx
 
-    from terralite.predict import read_onnx_metadata
+    from terralite.onnx_metadata import read_onnx_metadata
 
     path = Path(path)
     if not path.is_file():

@@ -93,9 +93,9 @@ def distill(opts: DistillOptions) -> Path:
         if student_ckpt is None:
             init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input)
             cfg = dataclasses.replace(cfg, model=str(init))
-        runs = {"distilled": train(cfg, [term])}
+        runs = {"distilled": train(dataclasses.replace(cfg, label=f"{describe(student_spec)}-distilled"), [term])}
     if opts.compare_alone:
-        runs["alone"] = train(dataclasses.replace(cfg, out=str(out / "alone")))
+        runs["alone"] = train(dataclasses.replace(cfg, out=str(out / "alone"), label=f"{describe(student_spec)}-alone"))
 
     evaluated = {}
     if eval_set is not None:
@@ -106,7 +106,7 @@ def distill(opts: DistillOptions) -> Path:
         model, spec, _ = load_model(str(ckpt_path))
         if eval_set is not None:
             evaluated[name] = evaluate(model, eval_set, device=device)["miou"]
-        entries.append(Entry(f"{describe(spec)}-{name}", spec, model=model, miou=evaluated.get(name), role=name))
+        entries.append(Entry(describe(spec), spec, model=model, miou=evaluated.get(name), role=name))
     summary = {"options": dataclasses.asdict(opts), "tau": opts.temperature(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                "eval_split": opts.eval_split, "miou": evaluated, "runs": {k: str(v) for k, v in runs.items()}}
     write_text_atomic(out / "distill.json", json.dumps(summary, indent=2) + "\n")

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.onnx_file import read_onnx_file
 from terralite.atomic import atomic_path, ensure_parent
 from terralite.errors import TerraLiteError
+from terralite.onnx_metadata import read_metadata_props, write_onnx_metadata
 
 # Activations uint8 (asymmetric), weights int8: ONNX Runtime's recommendation for x86 CPUs; QDQ is the
 # format its CPU kernels fuse into integer convolutions.
@@ -61,41 +63,6 @@ def _calibration_reader_class():
     return TileCalibrationReader
 
 
-def onnx_input(path: Path) -> tuple[str, int]:
-    """Name and band count of the single ``(B, C, H, W)`` input of an ONNX model."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    inputs = [i for i in model.graph.input if i.name not in {init.name for init in model.graph.initializer}]
-    if len(inputs) != 1 or len(inputs[0].type.tensor_type.shape.dim) != 4:
-        raise TerraLiteError(f"{path}: expected one (B, C, H, W) input, found {[i.name for i in inputs]}")
-    channels = inputs[0].type.tensor_type.shape.dim[1]
-    if not channels.HasField("dim_value"):
-        raise TerraLiteError(f"{path}: the input's band dimension is not fixed; export the model with a fixed band count")
-    return inputs[0].name, int(channels.dim_value)
-
-
-def onnx_metadata_map(path: Path) -> dict[str, str]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def set_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
-    """Replace ``metadata_props`` entries of an ONNX file in place (the file is rewritten atomically)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    kept = {p.key: p.value for p in model.metadata_props}
-    kept.update(metadata)
-    del model.metadata_props[:]
-    for key, value in kept.items():
-        model.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
-
-
 def check_bands(dataset, in_channels: int, model_name: str) -> None:
     """Calibration/evaluation tiles must have the model's band count."""
     if dataset.num_bands != in_channels:
@@ -115,8 +82,9 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_ima
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32, out = Path(fp32), ensure_parent(out)
-    input_name, in_channels = onnx_input(fp32)
-    check_bands(calib_dataset, in_channels, str(fp32))
+    onnx_file = read_onnx_file(fp32)
+    input_name = onnx_file.input_name
+    check_bands(calib_dataset, onnx_file.channels(), str(fp32))
     indices = evenly_spaced(calib_images, len(calib_dataset))
     reader = _calibration_reader_class()(calib_dataset, input_name, indices)
     with tempfile.TemporaryDirectory(prefix="terralite-quant-") as tmp:
@@ -136,7 +104,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_ima
                 # not those of every calibration tile (CalibMaxIntermediateOutputs would drop data in ORT 1.31)
                 extra_options={"CalibStridedMinMax": 1},
             )
-            set_onnx_metadata(tmp_out, onnx_metadata_map(fp32))
+            write_onnx_metadata(tmp_out, read_metadata_props(fp32))
     return out
 
 
@@ -168,7 +136,7 @@ def agreement(fp32: str | Path, int8: str | Path, dataset, num_classes: int, max
 
     sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in (fp32, int8)]
     input_name = sessions[0].get_inputs()[0].name
-    check_bands(dataset, onnx_input(Path(fp32))[1], str(fp32))
+    check_bands(dataset, read_onnx_file(fp32).channels(), str(fp32))
     matrices = [ConfusionMatrix(num_classes, IGNORE_INDEX) for _ in sessions]
     same = total = 0
     indices = evenly_spaced(max_images, len(dataset))
@@ -210,14 +178,11 @@ def fp32_path_for(out: Path) -> Path:
 def _source_record(source: Path) -> tuple[dict, object]:
     """``({spec, input}, module or None)`` of a checkpoint, or of an ONNX file exported by TerraLite."""
     if source.suffix.lower() == ".onnx":
-        from terralite.predict import read_onnx_metadata
-
-        if not source.is_file():
-            raise TerraLiteError(f"ONNX file {source} does not exist")
-        metadata = read_onnx_metadata(onnx_metadata_map(source), source)
+        onnx_file = read_onnx_file(source)
+        metadata = onnx_file.metadata
         if not metadata.get("input"):
             raise TerraLiteError(f"{source} carries no TerraLite input normalisation; quantise the checkpoint instead, or export it with terralite export")
-        _, in_channels = onnx_input(source)
+        in_channels = onnx_file.channels()
         spec = dict(metadata.get("spec") or {"kind": "onnx", "label": source.stem})
         spec.setdefault("in_channels", in_channels)
         return {"spec": spec, "input": metadata["input"]}, None
@@ -269,12 +234,12 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     try:
         if model is not None:
             from benchmark.export import export_onnx
-            from terralite.predict import onnx_metadata
+            from terralite.onnx_metadata import onnx_metadata
 
             fp32 = fp32_path_for(out)
             export_onnx(model, fp32, 64, spec["in_channels"], dynamic=True)
             created.append(fp32)
-            set_onnx_metadata(fp32, onnx_metadata(spec, record["input"], CLASS_NAMES[: spec.get("num_classes", len(CLASS_NAMES))]))
+            write_onnx_metadata(fp32, onnx_metadata(spec, record["input"], CLASS_NAMES[: spec.get("num_classes", len(CLASS_NAMES))]))
         else:
             fp32 = source
         quantize_onnx(fp32, out, calib_set, calib_images=opts.calib_images, per_channel=opts.per_channel)

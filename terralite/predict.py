@@ -17,13 +17,12 @@ runner). :func:`predict_raster` streams a raster through it:
   interrupted run leaves nothing under the final name.
 
 ONNX files exported by ``terralite export`` carry the model spec, the input normalisation and the class
-names in their ``metadata_props`` (keys in :data:`ONNX_METADATA_KEYS`), so an ONNX file alone is enough.
+names in their ``metadata_props`` (see :mod:`terralite.onnx_metadata`), so an ONNX file alone is enough.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import resource
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,13 +35,8 @@ import numpy as np
 from terralite.atomic import atomic_path, ensure_parent
 from terralite.data.normalize import normalize
 from terralite.errors import TerraLiteError
+from terralite.onnx_metadata import read_onnx_metadata
 
-#: Metadata keys written into ONNX ``metadata_props`` by ``terralite export`` and read back here.
-ONNX_METADATA_KEYS = {
-    "spec": "terralite.spec",  # JSON model spec
-    "input": "terralite.input",  # JSON {"bands": [...] | null, "mean": [...], "std": [...]} (raw pixel units)
-    "class_names": "terralite.class_names",  # JSON list, class id i + 1 ↔ name i
-}
 #: Block size (px) of the output GeoTIFF; writes are aligned to its rows.
 OUTPUT_BLOCK = 256
 #: Network input sides must be multiples of this (the deepest stride of every built network).
@@ -198,39 +192,6 @@ def _load_torch(path: Path, device: str, tta: str, normalisation: dict | None) -
     name = describe(spec)
     norm = check_normalisation(norm, spec["in_channels"], f"{name} ({path})")
     return predictor_from_module(module, norm, name=name, device=device, tta=tta)
-
-
-def onnx_metadata(spec: dict, normalisation: dict, class_names: Sequence[str]) -> dict[str, str]:
-    """The ``metadata_props`` entries that make an ONNX file self-describing for :func:`load_predictor`."""
-    values = {"spec": spec, "input": normalisation, "class_names": list(class_names)}
-    # A model trained without a normalisation record gets none: predict then asks for --mean/--std.
-    return {ONNX_METADATA_KEYS[k]: json.dumps(v, sort_keys=True) for k, v in values.items() if v is not None}
-
-
-def write_onnx_metadata(path: str | Path, metadata: dict[str, str]) -> None:
-    """Set ``metadata`` entries in an ONNX file's ``metadata_props`` (others kept); the file is rewritten atomically."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    props = {p.key: p.value for p in proto.metadata_props}
-    props.update(metadata)
-    del proto.metadata_props[:]
-    for key, value in props.items():
-        proto.metadata_props.add(key=key, value=value)
-    with atomic_path(path) as tmp:
-        onnx.save(proto, str(tmp))
-
-
-def read_onnx_metadata(custom: dict[str, str], path: Path) -> dict:
-    """Parse the TerraLite entries of an ONNX file's metadata map (``{}`` for files from elsewhere)."""
-    out = {}
-    for key, prop in ONNX_METADATA_KEYS.items():
-        if prop in custom:
-            try:
-                out[key] = json.loads(custom[prop])
-            except json.JSONDecodeError:
-                raise TerraLiteError(f"ONNX file {path}: metadata {prop!r} is not valid JSON; re-export it with terralite export") from None
-    return out
 
 
 def _onnx_dims(shape: list) -> tuple:

@@ -17,7 +17,8 @@ from benchmark.zoo import BASELINES
 from terralite.checkpoint import save_checkpoint
 from terralite.cli import main
 from terralite.models import build_model
-from terralite.predict import ONNX_METADATA_KEYS, load_predictor
+from terralite.onnx_metadata import ONNX_METADATA_KEYS
+from terralite.predict import load_predictor
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 from tiny_model import NAME as TINY, register  # noqa: E402  (the engine tests' tiny baseline)

@@ -114,7 +114,8 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
     from terralite.atomic import atomic_path, ensure_parent
     from terralite.errors import TerraLiteError
     from terralite.models import describe, load_model
-    from terralite.predict import SIZE_MULTIPLE, default_class_names, onnx_metadata, write_onnx_metadata
+    from terralite.onnx_metadata import onnx_metadata, write_onnx_metadata
+    from terralite.predict import SIZE_MULTIPLE, default_class_names
 
     out = ensure_parent(out)
     if size <= 0 or size % SIZE_MULTIPLE:

@@ -49,6 +49,7 @@ class TrainConfig:
     """Everything one training run needs. ``model`` is a baseline name, a spec/arch JSON or a checkpoint."""
 
     model: str = ""
+    label: str | None = None  # name of the trained network in its checkpoint spec (default: the spec's own)
     data: str = ""
     out: str = ""
     preset: str = "unet"

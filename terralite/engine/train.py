@@ -144,6 +144,8 @@ class Trainer:
         if init_ckpt is not None or self.resume_ckpt is not None:
             check_band_count(self.train_set.num_bands, spec, f"{cfg.data} ({cfg.train_split} split)")
         self.spec = with_io(spec, self.train_set.num_bands, NUM_CLASSES)
+        if cfg.label:  # the name reports and leaderboards give the trained network
+            self.spec["label"] = cfg.label
 
         from terralite.models import build_model
 

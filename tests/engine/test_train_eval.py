@@ -173,7 +173,9 @@ def test_train_cli_reads_a_yaml_config(synthetic_root, tiny_model_name, tmp_path
     config.write_text("preset: fasterseg\nloss: {ce: 1.0, lovasz: 0.5}\nmax_steps_per_epoch: 1\nval_split: null\n")
     rc = main(["train", "--model", tiny_model_name, "--data", str(synthetic_root), "--out", str(tmp_path / "r"),
                "--config", str(config), "--epochs", "1", "--batch-size", "2", "--crop", "32", "--device", "cpu",
-               "--set", "optim.lr=0.05"])
+               "--set", "optim.lr=0.05", "--set", "label=tiny-renamed"])
     assert rc == 0
     saved = (tmp_path / "r" / "config.yaml").read_text()
     assert "preset: fasterseg" in saved and "lovasz: 0.5" in saved and "ohem" not in saved and "lr: 0.05" in saved
+    # the label names the trained network in its checkpoint (and so in benchmark rows and leaderboards)
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["spec"]["label"] == "tiny-renamed"

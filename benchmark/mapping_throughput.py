@@ -1,6 +1,6 @@
 """Mapping throughput (Mpx/s) and peak memory of ``terralite predict`` on a large synthetic raster.
 
-    python results/mapping/measure_throughput.py MODEL [--size 20000] [--tile 1024] [--overlap 128] \
+    python -m benchmark.mapping_throughput MODEL [--size 20000] [--tile 1024] [--overlap 128] \
         [--runtime onnxruntime] [--raster /tmp/terralite_mosaic_20000.tif] [--out results/mapping]
 
 1. Writes (once; reused when present) a ``size`` x ``size`` px RGB GeoTIFF window by window: 1024 px blocks
@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runtime", default="onnxruntime")
     parser.add_argument("--raster", default=None, help="where the synthetic raster is (re)used (default: /tmp)")
-    parser.add_argument("--out", default=str(Path(__file__).parent), help="folder for throughput.json/.md")
+    parser.add_argument("--out", default="results/mapping", help="folder for throughput.json/.md (default results/mapping)")
     args = parser.parse_args()
 
     raster = Path(args.raster or f"/tmp/terralite_mosaic_{args.size}.tif")
