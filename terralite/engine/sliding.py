@@ -6,17 +6,8 @@ from typing import Callable
 
 import torch
 
+from terralite.data.large_raster import window_offsets
 from terralite.errors import TerraLiteError
-
-
-def window_starts(size: int, window: int, stride: int) -> list[int]:
-    """Start offsets covering ``size`` with windows of ``window`` (the last one flush with the end)."""
-    if size <= window:
-        return [0]
-    starts = list(range(0, size - window + 1, stride))
-    if starts[-1] != size - window:
-        starts.append(size - window)
-    return starts
 
 
 def sliding_window_logits(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, window: int, overlap: float = 0.25) -> torch.Tensor:
@@ -34,8 +25,8 @@ def sliding_window_logits(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.T
     stride = max(1, int(round(window * (1 - overlap))))
     total = None
     count = torch.zeros(1, 1, height, width, device=x.device)
-    for top in window_starts(height, win_h, stride):
-        for left in window_starts(width, win_w, stride):
+    for top in window_offsets(height, win_h, stride):
+        for left in window_offsets(width, win_w, stride):
             out = fn(x[..., top : top + win_h, left : left + win_w])
             if total is None:
                 total = torch.zeros(x.shape[0], out.shape[1], height, width, device=x.device, dtype=out.dtype)
