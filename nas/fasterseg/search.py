@@ -35,6 +35,7 @@ from search_spaces.fasterseg.space import FasterSegSearchSpace
 from search_spaces.fasterseg.supernet import ROLES, branch_key
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
+from terralite.engine.distributed import barrier
 from terralite.errors import TerraLiteError
 from terralite.run_folder import EpochTimer, RunFolder
 
@@ -76,9 +77,12 @@ class FasterSegSearch:
         order = np.random.default_rng(cfg.seed).permutation(len(train))
         half = len(train) // 2
         self.split = {"weights": sorted(order[:half].tolist()), "arch": sorted(order[half:].tolist())}
-        if half < cfg.batch_size:
-            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({half}) must hold at least "
-                                 f"one batch of {cfg.batch_size}; lower batch_size")
+        per_process = -(-half // self.dist.world_size)
+        if per_process < cfg.batch_size:
+            shared = f", {per_process} per process over {self.dist.world_size} processes," if self.dist.enabled else ""
+            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({half} tiles{shared}) must "
+                                 f"hold at least one batch of {cfg.batch_size}; lower batch_size"
+                                 + (" or start fewer processes" if self.dist.enabled else ""))
         common = dict(seed=cfg.seed, device=self.device, num_workers=cfg.workers, drop_last=True,
                       rank=self.dist.rank, world_size=self.dist.world_size, generator=self.generator)
         self.weight_loader = build_loader(Subset(train, self.split["weights"]), cfg.batch_size, shuffle=True, **common)
@@ -127,14 +131,15 @@ class FasterSegSearch:
             if self.dist.is_main and Path(self.cfg.lut).resolve() != used.resolve():
                 shutil.copyfile(self.cfg.lut, used)
             return table
-        if used.is_file():  # measured by an earlier start of this run
-            table = LatencyTable.load(used)
-            table.check_conditions(expected)
-            return table
-        self.folder.info(f"measuring a latency table for {t.runtime} on {t.device} at {t.size}x{t.size} (no --lut given)")
-        table = measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup, self.cfg.lut_iters)
-        if self.dist.is_main:
-            table.save(used)
+        if not used.is_file():  # else measured by an earlier start of this run
+            # one process measures (concurrent timings would disturb each other), the others read its file
+            if self.dist.is_main:
+                self.folder.info(f"measuring a latency table for {t.runtime} on {t.device} at {t.size}x{t.size} (no --lut given)")
+                measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup,
+                              self.cfg.lut_iters).save(used)
+            barrier()
+        table = LatencyTable.load(used)
+        table.check_conditions(expected)
         return table
 
     # -- state ---------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ DESCRIPTION = (
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset root (OpenEarthMap layout)")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--preset", default="oem", help="oem (the OEM authors' space) or tiny (minutes on a CPU)")
+    parser.add_argument("--preset", default="oem", help="oem (the OEM authors' space and schedule), oem-cpu (that space, a schedule for a CPU) or tiny (minutes on a CPU)")
     parser.add_argument("--config", help="YAML config (keys of FasterSegSearchConfig)")
     parser.add_argument("--target-fps", type=float, help="target FPS of the student (default 8)")
     parser.add_argument("--lut", help="latency table measured for the target (device, runtime, size)")

@@ -1,11 +1,7 @@
 """``torchrun --nproc_per_node=2`` on the CPU (gloo): DDP training, sharded evaluation with reduced metrics."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,21 +10,6 @@ from tiny_model import TINY_CLI
 from terralite.checkpoint import load_checkpoint
 from terralite.engine.evaluate import dataset_for_checkpoint, evaluate
 from terralite.models import build_model
-
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
-
-
-def _torchrun(args, tmp_path):
-    """Run under torchrun in its own session, so a hang kills the launcher and both ranks."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([*TORCHRUN, str(TINY_CLI), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=tmp_path, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture
@@ -41,11 +22,11 @@ def one_thread():
 
 
 @pytest.mark.slow
-def test_ddp_train_and_eval_match_one_process(synthetic_root, tiny_model_name, tmp_path, one_thread):
+def test_ddp_train_and_eval_match_one_process(synthetic_root, tiny_model_name, tmp_path, one_thread, torchrun):
     run = tmp_path / "ddp"
     # validate on the 4-tile train split so each of the 2 ranks evaluates 2 tiles
-    done = _torchrun(["train", "--model", tiny_model_name, "--data", str(synthetic_root), "--out", str(run), "--epochs", "2",
-                      "--batch-size", "2", "--crop", "32", "--device", "cpu", "--set", "val_split=train"], tmp_path)
+    done = torchrun([str(TINY_CLI), "train", "--model", tiny_model_name, "--data", str(synthetic_root), "--out", str(run),
+                     "--epochs", "2", "--batch-size", "2", "--crop", "32", "--device", "cpu", "--set", "val_split=train"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("epoch 2/2") == 1  # only rank 0 reports and writes
     assert len((run / "log.csv").read_text().splitlines()) == 3
@@ -58,8 +39,8 @@ def test_ddp_train_and_eval_match_one_process(synthetic_root, tiny_model_name, t
     assert ckpt["metrics"]["val_miou"] == pytest.approx(single["miou"], abs=1e-12)
 
     out = tmp_path / "eval.json"
-    done = _torchrun(["eval", str(run / "last.pt"), "--data", str(synthetic_root), "--split", "train", "--json", str(out),
-                      "--device", "cpu", "--tta", "hflip"], tmp_path)
+    done = torchrun([str(TINY_CLI), "eval", str(run / "last.pt"), "--data", str(synthetic_root), "--split", "train",
+                     "--json", str(out), "--device", "cpu", "--tta", "hflip"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     both = json.loads(out.read_text())
     alone = evaluate(model, dataset_for_checkpoint(ckpt, synthetic_root, "train"), "hflip", "cpu")

@@ -1,4 +1,4 @@
-"""FasterSeg search: refusal of foreign latency tables, and a tiny search end to end (slow)."""
+"""FasterSeg search: refusal of foreign latency tables; a tiny search end to end, and under torchrun (slow)."""
 
 import csv
 import json
@@ -11,14 +11,8 @@ from nas.latency_table import LatencyTable
 from search_spaces.fasterseg.arch import load_arch
 from search_spaces.fasterseg.config import preset_config
 from search_spaces.fasterseg.space import FasterSegSearchSpace
-from terralite.cli import SUBCOMMANDS, main
+from terralite.cli import main
 from terralite.models import build_model, load_spec_file
-
-
-@pytest.fixture(autouse=True)
-def search_command(monkeypatch):
-    # `terralite search` is the lead's dispatcher; make sure it is reachable even before it is listed
-    monkeypatch.setitem(SUBCOMMANDS, "search", SUBCOMMANDS.get("search", "terralite.cli.search"))
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +40,21 @@ def test_search_rejects_bad_config(data, tmp_path, capsys):
     assert code == 2 and "unknown search preset 'huge'" in capsys.readouterr().err
 
 
+def test_search_presets_resolve_to_valid_configs():
+    from nas.fasterseg.config import SEARCH_PRESETS, FasterSegSearchConfig
+    from terralite.config import resolve_config
+
+    for name, preset in SEARCH_PRESETS.items():
+        cfg = resolve_config(FasterSegSearchConfig, None, ["data=d", "out=o"], base=preset).validate()
+        assert preset_config(cfg.preset, **cfg.space).layers >= 6, name
+    full = resolve_config(FasterSegSearchConfig, None, ["data=d", "out=o"], base=SEARCH_PRESETS["oem"])
+    cpu = resolve_config(FasterSegSearchConfig, None, ["data=d", "out=o"], base=SEARCH_PRESETS["oem-cpu"])
+    # the CPU schedule searches the same space and target as the authors' schedule, only shorter and on small crops
+    assert (cpu.preset, cpu.space, cpu.target) == (full.preset, full.space, full.target)
+    assert (full.crop, full.warmup_epochs, full.epochs, full.lr_arch) == (512, 20, 30, 3e-4)
+    assert (cpu.crop, cpu.warmup_epochs, cpu.epochs, cpu.steps_per_epoch, cpu.lr_arch) == (64, 6, 30, 12, 0.015)
+
+
 @pytest.mark.slow
 def test_tiny_search_end_to_end_and_resume(data, tmp_path):
     run = tmp_path / "run"
@@ -69,3 +78,23 @@ def test_tiny_search_end_to_end_and_resume(data, tmp_path):
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert main(args) == 2  # a second start into the same folder is refused
+
+
+@pytest.mark.slow
+def test_tiny_search_under_torchrun(data, tmp_path, torchrun):
+    """Two CPU ranks (gloo): one latency table measured once, by rank 0; one log; valid architectures."""
+    run = tmp_path / "ddp"
+    done = torchrun(["-m", "terralite", "search", "fasterseg", "--preset", "tiny", "--data", str(data), "--out", str(run),
+                     "--device", "cpu", "--batch-size", "2", "--set", "target.runtime=torch",
+                     "--set", "steps_per_epoch=2", "--set", "val_images=2"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("measuring a latency table") == 1
+    assert done.stderr.count("epoch 2/2") == 1  # only rank 0 reports and writes
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [r["phase"] for r in rows] == ["warmup", "search"]
+    assert 0.0 <= float(rows[-1]["student_miou"]) <= 1.0
+    for role in ("teacher", "student"):
+        net = build_model(load_spec_file(run / f"{role}.json")).eval()
+        assert net(torch.randn(1, 3, 64, 64)).shape == (1, 8, 64, 64)
+    state = torch.load(run / "search_state.pt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("module.") for k in state["state_dict"])  # the unwrapped supernet is saved
