@@ -79,10 +79,12 @@ class FasterSegSearch:
         self.split = {"weights": sorted(order[:half].tolist()), "arch": sorted(order[half:].tolist())}
         per_process = -(-half // self.dist.world_size)
         if per_process < cfg.batch_size:
-            shared = f", {per_process} per process over {self.dist.world_size} processes," if self.dist.enabled else ""
-            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({half} tiles{shared}) must "
-                                 f"hold at least one batch of {cfg.batch_size}; lower batch_size"
-                                 + (" or start fewer processes" if self.dist.enabled else ""))
+            if self.dist.enabled:
+                share, fix = f"{per_process} per process over {self.dist.world_size} processes", "lower batch_size or start fewer processes"
+            else:
+                share, fix = f"{half} tiles", "lower batch_size"
+            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({share}) must hold at "
+                                 f"least one batch of {cfg.batch_size}; {fix}")
         common = dict(seed=cfg.seed, device=self.device, num_workers=cfg.workers, drop_last=True,
                       rank=self.dist.rank, world_size=self.dist.world_size, generator=self.generator)
         self.weight_loader = build_loader(Subset(train, self.split["weights"]), cfg.batch_size, shuffle=True, **common)

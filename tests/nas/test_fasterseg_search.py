@@ -13,6 +13,7 @@ from search_spaces.fasterseg.config import preset_config
 from search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.checkpoint import load_checkpoint
 from terralite.cli import main
+from terralite.data.classes import NUM_CLASSES
 from terralite.data.openearthmap import OpenEarthMapDataset
 from terralite.engine.presets import get_preset
 from terralite.engine.train import train
@@ -41,6 +42,9 @@ def test_search_refuses_table_of_other_conditions(data, tmp_path, capsys):
 def test_search_rejects_bad_config(data, tmp_path, capsys):
     code = main(["search", "fasterseg", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "r"), "--crop", "50"])
     assert code == 2 and "'crop' must be divisible by 32" in capsys.readouterr().err
+    code = main(["search", "fasterseg", "--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "r"), "--batch-size", "64"])
+    err = capsys.readouterr().err
+    assert code == 2 and "must hold at least one batch of 64; lower batch_size" in err and str(data) in err
     code = main(["search", "fasterseg", "--preset", "huge", "--data", str(data), "--out", str(tmp_path / "r")])
     assert code == 2 and "unknown search preset 'huge'" in capsys.readouterr().err
 
@@ -91,9 +95,9 @@ def test_tiny_search_end_to_end_and_resume(data, tmp_path):
     cfg.optim.lr = 0.05
     train(cfg)
     counts = torch.bincount(torch.cat([label.flatten() for _, label in OpenEarthMapDataset(data, "train")]))
-    chance = ConfusionMatrix(8)
+    chance = ConfusionMatrix(NUM_CLASSES)
     for _, label in OpenEarthMapDataset(data, "val"):
-        chance.update(torch.full_like(label, int(counts[:8].argmax())), label)
+        chance.update(torch.full_like(label, int(counts[:NUM_CLASSES].argmax())), label)
     assert load_checkpoint(tmp_path / "retrain" / "best.pt")["metrics"]["val_miou"] > 3 * chance.compute()["miou"]
 
 
@@ -113,5 +117,5 @@ def test_tiny_search_under_torchrun(data, tmp_path, torchrun):
     for role in ("teacher", "student"):
         net = build_model(load_spec_file(run / f"{role}.json")).eval()
         assert net(torch.randn(1, 3, 64, 64)).shape == (1, 8, 64, 64)
-    state = torch.load(run / "search_state.pt", map_location="cpu", weights_only=True)
+    state = load_checkpoint(run / "search_state.pt")
     assert not any(k.startswith("module.") for k in state["state_dict"])  # the unwrapped supernet is saved
