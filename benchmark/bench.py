@@ -15,10 +15,10 @@ from typing import Sequence
 
 from torch import nn
 
-from benchmark.profiler import profile_model
-from benchmark.rows import ROW_FIELDS
-from benchmark.runners import RUNNERS, build_runner
-from benchmark.tta import check_bench_tta, eval_tta_mode
+from terralite.benchmark.profiler import profile_model
+from terralite.benchmark.rows import ROW_FIELDS
+from terralite.benchmark.runners import RUNNERS, build_runner
+from terralite.benchmark.tta import check_bench_tta, eval_tta_mode
 from terralite.errors import TerraLiteError
 
 
@@ -43,7 +43,7 @@ def benchmark_model(
     ``dataset`` (a :class:`torch.utils.data.Dataset` of ``(image, label)``) fills ``miou`` by evaluating
     the model in eager PyTorch with the row's TTA (``hflip-batched`` gives the logits of ``hflip``), so the
     figure is the network's, whatever runtime was timed. ``profile`` reuses an earlier
-    :func:`benchmark.profiler.profile_model` result.
+    :func:`terralite.benchmark.profiler.profile_model` result.
     """
     from terralite.device import device_name, resolve_device
     from terralite.models import describe, spec_hash
@@ -98,11 +98,11 @@ def benchmark_onnx_file(
 
     ``precision`` defaults to the file's (``int8`` for a quantised graph, else ``fp32``). Parameters and
     GMACs: ``profile`` if given (e.g. of the module the file was exported from); else, for a file carrying a
-    TerraLite spec (``terralite export`` / ``quantize`` write one), :func:`~benchmark.profiler.profile_model`
+    TerraLite spec (``terralite export`` / ``quantize`` write one), :func:`~terralite.benchmark.profiler.profile_model`
     of the network the spec builds; else parameters are counted from the file's initializers
-    (:func:`~benchmark.onnx_file.initializer_params`) and ``gmacs``/``flop_counter`` are None. ``miou`` is None.
+    (:func:`~terralite.benchmark.onnx_file.initializer_params`) and ``gmacs``/``flop_counter`` are None. ``miou`` is None.
     """
-    from benchmark.onnx_file import read_onnx_file
+    from terralite.benchmark.onnx_file import read_onnx_file
     from terralite.device import device_name, resolve_device
 
     modes = [check_bench_tta(m) for m in tta]
@@ -151,7 +151,7 @@ def _check_size(size: int) -> None:
 
 def _row(model: str, fingerprint: str, profile: dict, size: int, batch: int, device: str, runtime: str, precision: str,
          tta: str, stats, miou: float | None) -> dict:
-    """One benchmark row (the layout of :data:`benchmark.rows.ROW_FIELDS`)."""
+    """One benchmark row (the layout of :data:`terralite.benchmark.rows.ROW_FIELDS`)."""
     from terralite.versions import library_versions
 
     row = {
@@ -162,7 +162,7 @@ def _row(model: str, fingerprint: str, profile: dict, size: int, batch: int, dev
         "fps": round(stats.fps, 3), "peak_mem_mb": round(stats.peak_mem_mb, 1), "miou": miou,
         "versions": library_versions(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    assert tuple(row) == ROW_FIELDS  # the row layout is defined once, in benchmark.rows
+    assert tuple(row) == ROW_FIELDS  # the row layout is defined once, in terralite.benchmark.rows
     return row
 
 

@@ -1,7 +1,7 @@
 """Leaderboards rendered from benchmark rows: Markdown, CSV, a static sortable HTML page and a Pareto plot.
 
 Rows are grouped by the conditions they were measured under (by default input size, batch, device,
-runtime, precision — :data:`benchmark.rows.CONDITION_FIELDS`); each group is one table. Absolute speed
+runtime, precision — :data:`terralite.benchmark.rows.CONDITION_FIELDS`); each group is one table. Absolute speed
 is only comparable under one input size, batch and device, so a ranking whose group mixes them is
 refused. Repeated measurements of one network under the same conditions and TTA keep the latest row.
 """
@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from benchmark.rows import CONDITION_FIELDS, ROW_FIELDS, read_rows
+from terralite.benchmark.rows import CONDITION_FIELDS, ROW_FIELDS, read_rows
 from terralite.atomic import atomic_path, write_text_atomic
 from terralite.errors import TerraLiteError
 

@@ -1,6 +1,6 @@
 """Mapping throughput (Mpx/s) and peak memory of ``terralite predict`` on a large synthetic raster.
 
-    python -m benchmark.mapping_throughput MODEL [--size 20000] [--tile 1024] [--overlap 128] \
+    python -m terralite.benchmark.mapping_throughput MODEL [--size 20000] [--tile 1024] [--overlap 128] \
         [--runtime onnxruntime] [--raster /tmp/terralite_mosaic_20000.tif] [--out results/mapping]
 
 1. Writes (once; reused when present) a ``size`` x ``size`` px RGB GeoTIFF window by window: 1024 px blocks

@@ -1,6 +1,6 @@
 """The benchmark row: one flat record per measurement, stored as JSON Lines.
 
-Rows are the data; Markdown, CSV, HTML and plots are rendered from them (:mod:`benchmark.leaderboard`).
+Rows are the data; Markdown, CSV, HTML and plots are rendered from them (:mod:`terralite.benchmark.leaderboard`).
 Field meanings are listed in ``results/README.md``.
 """
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from compress.distillation import DistillationTerm, parse_layer_pairs
-from compress.report import Entry, write_compression_rows
-from compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
+from terralite.compress.distillation import DistillationTerm, parse_layer_pairs
+from terralite.compress.report import Entry, write_compression_rows
+from terralite.compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import save_checkpoint
 from terralite.device import resolve_device

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compress.pruned_model import pruned_spec
-from compress.pruning import GRADIENT_IMPORTANCES, IMPORTANCES, count_parameters, prune_model, step_ratios
-from compress.report import Entry, write_compression_rows
-from compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
+from terralite.compress.pruned_model import pruned_spec
+from terralite.compress.pruning import GRADIENT_IMPORTANCES, IMPORTANCES, count_parameters, prune_model, step_ratios
+from terralite.compress.report import Entry, write_compression_rows
+from terralite.compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.device import resolve_device
@@ -150,7 +150,7 @@ def _finetune(parent: dict, spec: dict, checkpoint: str, out: Path, opts: PruneO
 
 
 def _summary(opts: PruneOptions, models: dict, evaluated: dict) -> dict:
-    from benchmark.profiler import count_params
+    from terralite.benchmark.profiler import count_params
 
     return {
         "options": dataclasses.asdict(opts),

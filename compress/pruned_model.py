@@ -42,7 +42,7 @@ def pruned_spec(base: dict, history: list, record: dict) -> dict:
 
 def build_pruned(spec: dict) -> nn.Module:
     """Builder of kind ``pruned``: build the base network, then replay the recorded pruning history."""
-    from compress.pruning import replay_history
+    from terralite.compress.pruning import replay_history
 
     base = spec.get("base")
     history = spec.get("history")

@@ -4,7 +4,7 @@ torch-pruning traces the network into a dependency graph, so channels coupled th
 (U-Net skips), sums (residuals, SparseMask stage sums) and resizes are removed together. Every pruning
 step is recorded as torch-pruning's *pruning history* (module name, out/in flag, channel indices: plain
 ints), which :func:`replay_history` applies to a freshly built base network; that is how a pruned spec is
-rebuilt in a new process without pickling modules (see :mod:`compress.pruned_model`).
+rebuilt in a new process without pickling modules (see :mod:`terralite.compress.pruned_model`).
 """
 
 from __future__ import annotations

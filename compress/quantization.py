@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.onnx_file import read_onnx_file
+from terralite.benchmark.onnx_file import read_onnx_file
 from terralite.atomic import atomic_path, ensure_parent
 from terralite.errors import TerraLiteError
 from terralite.onnx_metadata import read_metadata_props, write_onnx_metadata
@@ -203,8 +203,8 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     Inputs (paths, band counts, TensorRT availability) are checked before anything is written; a failure
     later removes the files this call created.
     """
-    from compress.report import Entry, write_compression_rows
-    from compress.training import check_bench
+    from terralite.compress.report import Entry, write_compression_rows
+    from terralite.compress.training import check_bench
     from terralite.atomic import write_text_atomic
     from terralite.data.classes import CLASS_NAMES
     from terralite.engine.evaluate import dataset_for_checkpoint
@@ -217,7 +217,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     if opts.calib_images < 1:
         raise TerraLiteError(f"--calib-images must be at least 1, got {opts.calib_images}")
     if opts.tensorrt:
-        from benchmark.tensorrt_engine import require_tensorrt
+        from terralite.benchmark.tensorrt_engine import require_tensorrt
 
         try:
             require_tensorrt()
@@ -233,7 +233,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     created: list[Path] = []
     try:
         if model is not None:
-            from benchmark.export import export_onnx
+            from terralite.benchmark.export import export_onnx
             from terralite.onnx_metadata import onnx_metadata
 
             fp32 = fp32_path_for(out)
@@ -277,7 +277,7 @@ def build_int8_engine(qdq_onnx: str | Path, engine_path: str | Path, size: int, 
     layers left unquantised may run in fp16. (The benchmark's ``build_engine`` builds fp32/fp16 engines
     from fixed-shape graphs; the QDQ graph has dynamic H, W and needs the int8 flag and a shape profile.)
     """
-    from benchmark.tensorrt_engine import require_tensorrt
+    from terralite.benchmark.tensorrt_engine import require_tensorrt
     from terralite.atomic import write_bytes_atomic
 
     trt = require_tensorrt()

@@ -1,7 +1,7 @@
 """Before/after benchmark rows of a compression run (``RUN/compression_rows.jsonl``).
 
 One row per network (parent, pruned, fine-tuned, teacher, students, fp32 and int8 ONNX) in the benchmark's
-row format (:mod:`benchmark.rows`): parameters, GMACs (fvcore) at ``bench_size``, CPU latency and FPS at
+row format (:mod:`terralite.benchmark.rows`): parameters, GMACs (fvcore) at ``bench_size``, CPU latency and FPS at
 ``bench_size`` (batch 1, few iterations by default — figures of record come from a quiet machine), and mIoU
 when evaluated, so ``terralite leaderboard RUN/compression_rows.jsonl`` shows compressed models beside their
 parents. Extra fields: ``role`` (parent, pruned, finetuned, teacher, distilled, alone, fp32, int8),
@@ -36,8 +36,8 @@ class Entry:
 def measure_entry(entry: Entry, bench_size: int, iterations: int, eval_split: str | None = None) -> dict:
     """The benchmark row of one entry: eager PyTorch on the CPU for a module, ONNX Runtime for a file (with
     the counts of the module it came from, when there is one)."""
-    from benchmark.bench import benchmark_model, benchmark_onnx_file
-    from benchmark.profiler import profile_model
+    from terralite.benchmark.bench import benchmark_model, benchmark_onnx_file
+    from terralite.benchmark.profiler import profile_model
 
     profile = profile_model(entry.model.cpu(), bench_size, entry.spec["in_channels"]) if entry.model is not None else None
     if entry.onnx is None:
@@ -56,7 +56,7 @@ def measure_entry(entry: Entry, bench_size: int, iterations: int, eval_split: st
 def write_compression_rows(run: str | Path, entries: list[Entry], *, bench_size: int = 1024, iterations: int = 10,
                            eval_split: str | None = None, log: Callable[[str], None] | None = None) -> Path:
     """Measure every entry and append its row to ``run/compression_rows.jsonl``; returns the file."""
-    from benchmark.rows import write_rows
+    from terralite.benchmark.rows import write_rows
 
     rows = []
     for entry in entries:

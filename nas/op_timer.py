@@ -57,7 +57,7 @@ def time_module(module: nn.Module, shape: tuple[int, int, int, int], runtime: st
     if runtime == "torch":
         if h != w:
             raise TerraLiteError(f"latency tables are measured at square sizes, got {h}x{w}")
-        from benchmark.runners import build_runner
+        from terralite.benchmark.runners import build_runner
 
         runner = build_runner("torch", module, size=h, in_channels=c, batch=b, device=device)
         return runner.measure(warmup, iters).latency_ms_median

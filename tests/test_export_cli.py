@@ -13,7 +13,7 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from benchmark.zoo import BASELINES
+from terralite.benchmark.zoo import BASELINES
 from terralite.checkpoint import save_checkpoint
 from terralite.cli import main
 from terralite.models import build_model

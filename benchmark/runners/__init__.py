@@ -1,4 +1,4 @@
-"""Latency runners, one class per runtime, under one interface (:class:`benchmark.runners.base.Runner`).
+"""Latency runners, one class per runtime, under one interface (:class:`terralite.benchmark.runners.base.Runner`).
 
 ``RUNNERS`` maps a runtime name to its class: ``torch``, ``onnxruntime``, ``tensorrt``. Build one with
 ``build_runner(runtime, model, size=..., in_channels=..., device=..., precision=..., tta=..., **options)``
@@ -8,10 +8,10 @@ from ``terralite quantize``): ``build_runner("onnxruntime", None, onnx_path=FILE
 
 from __future__ import annotations
 
-from benchmark.runners.base import LatencyStats, Runner
-from benchmark.runners.onnxruntime_runner import OnnxRuntimeRunner
-from benchmark.runners.tensorrt_runner import TensorRTRunner
-from benchmark.runners.torch_runner import TorchRunner
+from terralite.benchmark.runners.base import LatencyStats, Runner
+from terralite.benchmark.runners.onnxruntime_runner import OnnxRuntimeRunner
+from terralite.benchmark.runners.tensorrt_runner import TensorRTRunner
+from terralite.benchmark.runners.torch_runner import TorchRunner
 from terralite.registry import Registry
 
 RUNNERS = Registry("runtime")

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.memory import PeakMemory
-from benchmark.tta import BENCH_TTA_MODES, check_bench_tta, timed_tta_forward
+from terralite.benchmark.memory import PeakMemory
+from terralite.benchmark.tta import BENCH_TTA_MODES, check_bench_tta, timed_tta_forward
 from terralite.errors import TerraLiteError
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

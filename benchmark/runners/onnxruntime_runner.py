@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.export import cached_export
-from benchmark.memory import FreeMemoryDrop
-from benchmark.runners.base import Runner
+from terralite.benchmark.export import cached_export
+from terralite.benchmark.memory import FreeMemoryDrop
+from terralite.benchmark.runners.base import Runner
 from terralite.errors import TerraLiteError
 
 
@@ -22,7 +22,7 @@ class OnnxRuntimeRunner(Runner):
     For a module, the model is exported at ``network_batch x C x size x size`` into a temporary folder, or
     into ``onnx_dir``: a folder private to this model, where an export of the same shape is reused (so the
     TTA modes ``none`` and ``hflip`` of one model share one export). With ``model=None`` and ``onnx_path``,
-    the existing file is timed instead (see :func:`benchmark.onnx_file.session_source` for files with
+    the existing file is timed instead (see :func:`terralite.benchmark.onnx_file.session_source` for files with
     dynamic dimensions); ``precision`` must be the file's (``int8`` for a quantised graph). On ``cuda`` the
     CUDA execution provider runs it with input and output bound to torch CUDA tensors (I/O binding, no host
     copies); on ``cpu`` the CPU provider runs it on the tensor's memory. ``threads`` sets intra-op threads
@@ -41,7 +41,7 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         if onnx_path is not None:
-            from benchmark.onnx_file import read_onnx_file, session_source
+            from terralite.benchmark.onnx_file import read_onnx_file, session_source
 
             info = read_onnx_file(onnx_path)
             if self.precision != info.precision:

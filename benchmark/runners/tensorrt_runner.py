@@ -8,17 +8,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.export import INPUT_NAME, OUTPUT_NAME, cached_export
-from benchmark.memory import FreeMemoryDrop
-from benchmark.runners.base import Runner
-from benchmark.tensorrt_engine import build_engine, load_engine, require_tensorrt
+from terralite.benchmark.export import INPUT_NAME, OUTPUT_NAME, cached_export
+from terralite.benchmark.memory import FreeMemoryDrop
+from terralite.benchmark.runners.base import Runner
+from terralite.benchmark.tensorrt_engine import build_engine, load_engine, require_tensorrt
 from terralite.errors import TerraLiteError
 
 
 class TensorRTRunner(Runner):
     """TensorRT runner. The engine's input is float32 in both precisions (fp16 engines cast inside).
 
-    ``onnx_dir``: as for :class:`~benchmark.runners.onnxruntime_runner.OnnxRuntimeRunner`.
+    ``onnx_dir``: as for :class:`~terralite.benchmark.runners.onnxruntime_runner.OnnxRuntimeRunner`.
     """
 
     name = "tensorrt"

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from benchmark.runners.base import PRECISIONS, Runner
+from terralite.benchmark.runners.base import PRECISIONS, Runner
 from terralite.errors import TerraLiteError
 
 

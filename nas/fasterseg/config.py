@@ -23,7 +23,7 @@ class TargetConfig:
 class FasterSegSearchConfig:
     data: str = ""
     out: str = ""
-    preset: str = "oem"  # search-space preset (search_spaces.fasterseg.config.PRESETS)
+    preset: str = "oem"  # search-space preset (terralite.search_spaces.fasterseg.config.PRESETS)
     space: dict = field(default_factory=dict)  # overrides of FasterSegSpaceConfig fields
     target: TargetConfig = field(default_factory=TargetConfig)
     lut: str | None = None  # latency table; None: measure one for the target into RUN/lut.json

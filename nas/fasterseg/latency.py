@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.latency_table import LatencyTable, entry_key
-from nas.op_timer import time_module
-from search_spaces.fasterseg.config import SCALES, cell_channels, stem_channels
-from search_spaces.fasterseg.network import plan_branches, share_cells
-from search_spaces.fasterseg.ops import OP_NAMES, ConvBN, FusionHead, Stem, build_op, resize
-from search_spaces.fasterseg.slimmable import build_slim_op
-from search_spaces.fasterseg.space import FasterSegSearchSpace
-from search_spaces.fasterseg.supernet import ROLES, WIDTH_OFFSET
+from terralite.nas.latency_table import LatencyTable, entry_key
+from terralite.nas.op_timer import time_module
+from terralite.search_spaces.fasterseg.config import SCALES, cell_channels, stem_channels
+from terralite.search_spaces.fasterseg.network import plan_branches, share_cells
+from terralite.search_spaces.fasterseg.ops import OP_NAMES, ConvBN, FusionHead, Stem, build_op, resize
+from terralite.search_spaces.fasterseg.slimmable import build_slim_op
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.search_spaces.fasterseg.supernet import ROLES, WIDTH_OFFSET
 from terralite.device import device_name
 from terralite.versions import library_versions
 

@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from nas.fasterseg.latency import arch_latency
-from nas.latency_table import LatencyTable
-from search_spaces.fasterseg.config import FasterSegSpaceConfig
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.nas.fasterseg.latency import arch_latency
+from terralite.nas.latency_table import LatencyTable
+from terralite.search_spaces.fasterseg.config import FasterSegSpaceConfig
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.atomic import ensure_parent, write_text_atomic
 from terralite.device import device_name
 from terralite.errors import TerraLiteError
@@ -38,7 +38,7 @@ def latency_check(lut: str | Path, samples: int, out: str | Path, seed: int = 0,
     """Measure ``samples`` random student architectures; write and return the comparison."""
     from scipy.stats import spearmanr
 
-    from benchmark.runners import build_runner
+    from terralite.benchmark.runners import build_runner
 
     if samples < 3:
         raise TerraLiteError(f"--samples must be at least 3 for a rank correlation, got {samples}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from search_spaces.fasterseg.ops import OP_NAMES
+from terralite.search_spaces.fasterseg.ops import OP_NAMES
 from terralite.atomic import atomic_path
 
 

@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Subset
 
-from nas.fasterseg.config import FasterSegSearchConfig
-from nas.fasterseg.latency import SupernetLatency, arch_latency, measure_table, table_conditions
-from nas.fasterseg.plots import arch_summary, plot_arch_evolution
-from nas.latency_table import LatencyTable
-from search_spaces.fasterseg.arch import arch_spec, dumps_spec
-from search_spaces.fasterseg.config import preset_config
-from search_spaces.fasterseg.space import FasterSegSearchSpace
-from search_spaces.fasterseg.supernet import ROLES, branch_key
+from terralite.nas.fasterseg.config import FasterSegSearchConfig
+from terralite.nas.fasterseg.latency import SupernetLatency, arch_latency, measure_table, table_conditions
+from terralite.nas.fasterseg.plots import arch_summary, plot_arch_evolution
+from terralite.nas.latency_table import LatencyTable
+from terralite.search_spaces.fasterseg.arch import arch_spec, dumps_spec
+from terralite.search_spaces.fasterseg.config import preset_config
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.search_spaces.fasterseg.supernet import ROLES, branch_key
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.engine.distributed import barrier

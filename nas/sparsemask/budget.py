@@ -2,7 +2,7 @@
 
 The official search aims at "about two live inputs per stage" whatever they cost. With ``--budget-gmacs G``:
 
-1. **Price list** — :class:`~search_spaces.sparsemask.cost.CostModel` gives the exact (fvcore-convention) MACs
+1. **Price list** — :class:`~terralite.search_spaces.sparsemask.cost.CostModel` gives the exact (fvcore-convention) MACs
    of every connection at the report size (1024x1024): a shallow ``up`` connection at stride 2 costs about
    1 GMAC, a ``tap0`` connection about 0.08.
 2. **Controller** — :class:`TargetRatioController` scales every stage's target ratio ``α_l`` by one factor
@@ -20,10 +20,10 @@ import math
 
 import numpy as np
 
-from search_spaces.sparsemask.arch import default_target_ratio
-from search_spaces.sparsemask.cost import CostModel
-from search_spaces.sparsemask.derive import DEFAULT_THRESHOLD, derive_mask
-from search_spaces.sparsemask.topology import NUM_STAGES, TAP, input_name, stage_name
+from terralite.search_spaces.sparsemask.arch import default_target_ratio
+from terralite.search_spaces.sparsemask.cost import CostModel
+from terralite.search_spaces.sparsemask.derive import DEFAULT_THRESHOLD, derive_mask
+from terralite.search_spaces.sparsemask.topology import NUM_STAGES, TAP, input_name, stage_name
 from terralite.errors import TerraLiteError
 
 MIN_RATIO = 1e-3

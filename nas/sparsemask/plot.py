@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search_spaces.sparsemask.arch import arch_to_mask, num_connections
-from search_spaces.sparsemask.topology import NUM_STAGES, TAP, TAP_CHANNELS, TAP_STRIDES, UP
+from terralite.search_spaces.sparsemask.arch import arch_to_mask, num_connections
+from terralite.search_spaces.sparsemask.topology import NUM_STAGES, TAP, TAP_CHANNELS, TAP_STRIDES, UP
 from terralite.atomic import atomic_path
 
 

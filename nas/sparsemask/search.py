@@ -127,8 +127,8 @@ class SparseMaskSearch:
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
-        from search_spaces.sparsemask.cost import CostModel
-        from search_spaces.sparsemask.supernet import SparseMaskSupernet
+        from terralite.search_spaces.sparsemask.cost import CostModel
+        from terralite.search_spaces.sparsemask.supernet import SparseMaskSupernet
         from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
         from terralite.device import resolve_device
         from terralite.engine.distributed import init_distributed
@@ -140,7 +140,7 @@ class SparseMaskSearch:
         from terralite.losses import build_loss
         from terralite.run_folder import RunFolder, start_or_resume
 
-        from nas.sparsemask.budget import TargetRatioController, base_targets
+        from terralite.nas.sparsemask.budget import TargetRatioController, base_targets
 
         cfg = self.cfg
         out = Path(cfg.out)
@@ -258,7 +258,7 @@ class SparseMaskSearch:
         from terralite.engine.distributed import all_reduce_sum
         from terralite.engine.evaluate import autocast_context
 
-        from nas.sparsemask.sparsity import sparsity_loss
+        from terralite.nas.sparsemask.sparsity import sparsity_loss
 
         cfg = self.cfg
         self.model.train()
@@ -290,10 +290,10 @@ class SparseMaskSearch:
         The architecture has the budget enforced when there is one; it is None if the search collapsed. The
         plain derivation's cost (before enforcement) is what the target controller steers.
         """
-        from search_spaces.sparsemask.arch import mask_to_arch
-        from search_spaces.sparsemask.derive import derive_mask
+        from terralite.search_spaces.sparsemask.arch import mask_to_arch
+        from terralite.search_spaces.sparsemask.derive import derive_mask
 
-        from nas.sparsemask.budget import derive_within_budget
+        from terralite.nas.sparsemask.budget import derive_within_budget
 
         gates = self.raw_model.gate_values()
         try:
@@ -313,11 +313,11 @@ class SparseMaskSearch:
         return result["miou"]
 
     def _write_arch(self, arch: dict, metrics: dict, final: bool) -> None:
-        from search_spaces.sparsemask.arch import make_spec, spec_to_json
+        from terralite.search_spaces.sparsemask.arch import make_spec, spec_to_json
         from terralite.atomic import write_text_atomic
         from terralite.metrics import json_safe
 
-        from nas.sparsemask.plot import plot_connectivity
+        from terralite.nas.sparsemask.plot import plot_connectivity
 
         out = Path(self.cfg.out)
         search_record = {
@@ -341,8 +341,8 @@ class SparseMaskSearch:
 
     def _measure(self, arch: dict) -> dict:
         """fvcore's count of the built network (one trace), as a check of the analytic cost model."""
-        from search_spaces.sparsemask.cost import fvcore_macs
-        from search_spaces.sparsemask.network import build
+        from terralite.search_spaces.sparsemask.cost import fvcore_macs
+        from terralite.search_spaces.sparsemask.network import build
 
         model = build(arch, self.train_set.num_bands, self.num_classes)
         size = self.cfg.profile_size
@@ -351,12 +351,12 @@ class SparseMaskSearch:
 
     # -------------------------------------------------------------------- run
     def run(self) -> Path:
-        from search_spaces.sparsemask.arch import arch_to_mask, num_connections
-        from search_spaces.sparsemask.topology import valid_entries
+        from terralite.search_spaces.sparsemask.arch import arch_to_mask, num_connections
+        from terralite.search_spaces.sparsemask.topology import valid_entries
         from terralite.engine.distributed import barrier, shutdown_distributed
         from terralite.run_folder import EpochTimer
 
-        from nas.sparsemask.sparsity import gate_polarisation
+        from terralite.nas.sparsemask.sparsity import gate_polarisation
 
         self._setup()
         cfg, log = self.cfg, self.run_folder
@@ -414,9 +414,9 @@ class SparseMaskSearch:
 
     def _finish(self, arch: dict, metrics: dict) -> None:
         """Count the final network with fvcore, re-tighten if a budget is exceeded, write arch.json + picture."""
-        from search_spaces.sparsemask.arch import mask_to_arch, num_connections
+        from terralite.search_spaces.sparsemask.arch import mask_to_arch, num_connections
 
-        from nas.sparsemask.budget import derive_within_budget
+        from terralite.nas.sparsemask.budget import derive_within_budget
 
         if not self.dist.is_main:
             return

@@ -20,8 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from search_spaces.fasterseg.config import SCALES
-from search_spaces.fasterseg.ops import PLAIN_OPS
+from terralite.search_spaces.fasterseg.config import SCALES
+from terralite.search_spaces.fasterseg.ops import PLAIN_OPS
 from terralite.errors import TerraLiteError
 
 ARCH_KEYS = ("F", "width_base", "stem_width", "head_width", "branches")

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_spaces.fasterseg.config import SCALES
-from search_spaces.fasterseg.ops import OP_NAMES
-from search_spaces.fasterseg.supernet import WIDTH_OFFSET
+from terralite.search_spaces.fasterseg.config import SCALES
+from terralite.search_spaces.fasterseg.ops import OP_NAMES
+from terralite.search_spaces.fasterseg.supernet import WIDTH_OFFSET
 
 DOWN, KEEP = 0, 1
 SKIP = OP_NAMES.index("skip")

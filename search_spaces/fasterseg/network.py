@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from search_spaces.fasterseg.arch import validate_arch
-from search_spaces.fasterseg.config import cell_channels, stem_channels
-from search_spaces.fasterseg.ops import FusionHead, Head, Refine16, Refine32, Stem, build_op
+from terralite.search_spaces.fasterseg.arch import validate_arch
+from terralite.search_spaces.fasterseg.config import cell_channels, stem_channels
+from terralite.search_spaces.fasterseg.ops import FusionHead, Head, Refine16, Refine32, Stem, build_op
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from search_spaces.fasterseg.ops import OP_NAMES, half_size, resize
+from terralite.search_spaces.fasterseg.ops import OP_NAMES, half_size, resize
 
 
 class SlimConv(nn.Module):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_spaces.fasterseg.config import FasterSegSpaceConfig, preset_config
-from search_spaces.fasterseg.derive import DOWN, derive_arch
-from search_spaces.fasterseg.network import FasterSegNet
-from search_spaces.fasterseg.ops import OP_NAMES
-from search_spaces.fasterseg.supernet import ROLES, WIDTH_OFFSET, FasterSegSupernet
+from terralite.search_spaces.fasterseg.config import FasterSegSpaceConfig, preset_config
+from terralite.search_spaces.fasterseg.derive import DOWN, derive_arch
+from terralite.search_spaces.fasterseg.network import FasterSegNet
+from terralite.search_spaces.fasterseg.ops import OP_NAMES
+from terralite.search_spaces.fasterseg.supernet import ROLES, WIDTH_OFFSET, FasterSegSupernet
 
 
 class FasterSegSearchSpace:

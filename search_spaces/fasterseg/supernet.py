@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from search_spaces.fasterseg.config import SCALES, FasterSegSpaceConfig, cell_channels, stem_channels
-from search_spaces.fasterseg.ops import OP_NAMES, Head, Refine16, Refine32, Stem
-from search_spaces.fasterseg.slimmable import MixedOp
+from terralite.search_spaces.fasterseg.config import SCALES, FasterSegSpaceConfig, cell_channels, stem_channels
+from terralite.search_spaces.fasterseg.ops import OP_NAMES, Head, Refine16, Refine32, Stem
+from terralite.search_spaces.fasterseg.slimmable import MixedOp
 
 ROLES = ("teacher", "student")
 WIDTH_MODES = ("gumbel", "argmax", "max", "min", "random")

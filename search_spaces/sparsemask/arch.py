@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from search_spaces.sparsemask.derive import derive_mask
-from search_spaces.sparsemask.topology import (
+from terralite.search_spaces.sparsemask.derive import derive_mask
+from terralite.search_spaces.sparsemask.topology import (
     DECODER_CHANNELS,
     NUM_STAGES,
     TAP,

@@ -24,9 +24,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from search_spaces.sparsemask.arch import arch_to_mask
-from search_spaces.sparsemask.encoder import MobileNetV2Encoder, num_blocks
-from search_spaces.sparsemask.topology import (
+from terralite.search_spaces.sparsemask.arch import arch_to_mask
+from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder, num_blocks
+from terralite.search_spaces.sparsemask.topology import (
     DECODER_CHANNELS,
     HEAD_STRIDE,
     NUM_STAGES,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_spaces.sparsemask.topology import NUM_STAGES, UP, valid_entries
+from terralite.search_spaces.sparsemask.topology import NUM_STAGES, UP, valid_entries
 from terralite.errors import TerraLiteError
 
 DEFAULT_THRESHOLD = 1e-3

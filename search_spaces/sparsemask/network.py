@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from search_spaces.sparsemask.arch import arch_to_mask, validate_arch
-from search_spaces.sparsemask.encoder import MobileNetV2Encoder
-from search_spaces.sparsemask.topology import NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
+from terralite.search_spaces.sparsemask.arch import arch_to_mask, validate_arch
+from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder
+from terralite.search_spaces.sparsemask.topology import NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
 from terralite.errors import TerraLiteError
 
 

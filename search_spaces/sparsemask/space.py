@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from search_spaces.sparsemask.arch import mask_to_arch, max_arch, min_arch, num_connections, sample_arch, validate_arch
-from search_spaces.sparsemask.derive import DEFAULT_THRESHOLD, derive_mask
-from search_spaces.sparsemask.network import SparseMaskNet, build
-from search_spaces.sparsemask.supernet import SparseMaskSupernet
-from search_spaces.sparsemask.topology import all_connections
+from terralite.search_spaces.sparsemask.arch import mask_to_arch, max_arch, min_arch, num_connections, sample_arch, validate_arch
+from terralite.search_spaces.sparsemask.derive import DEFAULT_THRESHOLD, derive_mask
+from terralite.search_spaces.sparsemask.network import SparseMaskNet, build
+from terralite.search_spaces.sparsemask.supernet import SparseMaskSupernet
+from terralite.search_spaces.sparsemask.topology import all_connections
 
 
 class SparseMaskSearchSpace:
-    """90 binary choices (keep / drop one decoder connection), see :mod:`search_spaces.sparsemask.topology`."""
+    """90 binary choices (keep / drop one decoder connection), see :mod:`terralite.search_spaces.sparsemask.topology`."""
 
     name = "sparsemask"
 

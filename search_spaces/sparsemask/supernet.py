@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from search_spaces.sparsemask.encoder import MobileNetV2Encoder
-from search_spaces.sparsemask.network import init_weights, resize_to
-from search_spaces.sparsemask.topology import (
+from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder
+from terralite.search_spaces.sparsemask.network import init_weights, resize_to
+from terralite.search_spaces.sparsemask.topology import (
     DECODER_CHANNELS,
     NUM_STAGES,
     TAP,

@@ -39,8 +39,8 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    from benchmark.bench import benchmark_rows
-    from benchmark.rows import conditions_file_name, write_rows
+    from terralite.benchmark.bench import benchmark_rows
+    from terralite.benchmark.rows import conditions_file_name, write_rows
     from terralite.atomic import ensure_parent
     from terralite.errors import TerraLiteError
 

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.distill_run import DistillOptions, distill
+    from terralite.compress.distill_run import DistillOptions, distill
 
     out = distill(DistillOptions(
         teacher=args.teacher, student=args.student, data=args.data, out=args.out, kd=args.kd, tau=args.tau,

@@ -110,7 +110,7 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
     """
     import torch
 
-    from benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
+    from terralite.benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
     from terralite.atomic import atomic_path, ensure_parent
     from terralite.errors import TerraLiteError
     from terralite.models import describe, load_model
@@ -165,8 +165,8 @@ def _export_tensorrt(model, spec, out, size, dynamic, opset, fp16, tolerance, in
     import tempfile
     from pathlib import Path
 
-    from benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
-    from benchmark.tensorrt_engine import build_engine, require_tensorrt
+    from terralite.benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
+    from terralite.benchmark.tensorrt_engine import build_engine, require_tensorrt
     from terralite.errors import TerraLiteError
 
     require_tensorrt()  # the clear message before any work

@@ -19,7 +19,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from nas.fasterseg.latency_check import latency_check
+    from terralite.nas.fasterseg.latency_check import latency_check
 
     result = latency_check(args.lut, args.samples, args.out, args.seed, args.warmup, args.iters,
                            progress=lambda line: print(f"latency-check: {line}", file=sys.stderr))

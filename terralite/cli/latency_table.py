@@ -30,9 +30,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import sys
 
-    from nas.fasterseg.latency import measure_table
-    from search_spaces.fasterseg.config import preset_config
-    from search_spaces.fasterseg.space import FasterSegSearchSpace
+    from terralite.nas.fasterseg.latency import measure_table
+    from terralite.search_spaces.fasterseg.config import preset_config
+    from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
     from terralite.atomic import ensure_parent
     from terralite.config import parse_overrides
     from terralite.device import resolve_device

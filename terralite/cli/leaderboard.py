@@ -20,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from benchmark.leaderboard import build_leaderboard
+    from terralite.benchmark.leaderboard import build_leaderboard
 
     group_by = [f.strip() for f in args.group_by.split(",") if f.strip()]
     for path in build_leaderboard(args.files, args.out, rank_by=args.rank_by, group_by=group_by):

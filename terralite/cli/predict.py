@@ -45,8 +45,8 @@ def _tensorrt_predictor(args, normalisation):
 
     import torch
 
-    from benchmark.runners import build_runner
-    from benchmark.tensorrt_engine import require_tensorrt
+    from terralite.benchmark.runners import build_runner
+    from terralite.benchmark.tensorrt_engine import require_tensorrt
     from terralite.errors import TerraLiteError
     from terralite.models import describe, load_model
     from terralite.predict import Predictor, check_normalisation

@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import json
 
-    from benchmark.profiler import profile_reference
+    from terralite.benchmark.profiler import profile_reference
 
     flagged = False
     if not args.json:

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.prune_run import PruneOptions, prune_checkpoint
+    from terralite.compress.prune_run import PruneOptions, prune_checkpoint
 
     out = prune_checkpoint(PruneOptions(
         checkpoint=args.checkpoint, data=args.data, out=args.out, ratio=args.ratio, importance=args.importance,

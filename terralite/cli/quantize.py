@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from compress.quantization import QuantizeOptions, quantize_model
+    from terralite.compress.quantization import QuantizeOptions, quantize_model
 
     report = quantize_model(QuantizeOptions(
         source=args.source, calib=args.calib, out=args.out, per_channel=args.per_channel, calib_images=args.calib_images,

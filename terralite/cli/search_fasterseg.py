@@ -29,8 +29,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from nas.fasterseg.config import SEARCH_PRESETS, FasterSegSearchConfig
-    from nas.fasterseg.search import search_fasterseg
+    from terralite.nas.fasterseg.config import SEARCH_PRESETS, FasterSegSearchConfig
+    from terralite.nas.fasterseg.search import search_fasterseg
     from terralite.config import resolve_config
     from terralite.errors import TerraLiteError
 

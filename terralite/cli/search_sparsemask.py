@@ -34,7 +34,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from nas.sparsemask.search import resolve_search_config, search
+    from terralite.nas.sparsemask.search import resolve_search_config, search
 
     cfg = resolve_search_config(
         args.preset, args.overrides, data=args.data, out=args.out, epochs=args.epochs, crop=args.crop,

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmark.bench import benchmark_model, benchmark_rows
-from benchmark.rows import ROW_FIELDS, conditions_file_name, read_rows, write_rows
+from terralite.benchmark.bench import benchmark_model, benchmark_rows
+from terralite.benchmark.rows import ROW_FIELDS, conditions_file_name, read_rows, write_rows
 from terralite.cli import main
 from terralite.errors import TerraLiteError
 
@@ -60,9 +60,9 @@ def test_bench_cli_errors(tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_bench_cli_explains_missing_tensorrt_before_profiling(tmp_path, capsys, monkeypatch):
-    import benchmark.bench
+    import terralite.benchmark.bench
 
-    monkeypatch.setattr(benchmark.bench, "profile_model", None)  # reaching the profiler would raise TypeError
+    monkeypatch.setattr(terralite.benchmark.bench, "profile_model", None)  # reaching the profiler would raise TypeError
     code = main(["bench", "unet-resnet18", "--runtime", "tensorrt", "--device", "cpu", "--out", str(tmp_path / "r.jsonl")])
     assert code == 2 and "TensorRT is not installed" in capsys.readouterr().err
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.export import export_onnx, verify_onnx
+from terralite.benchmark.export import export_onnx, verify_onnx
 from terralite.errors import TerraLiteError
 
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmark.leaderboard import build_leaderboard, pareto_front
-from benchmark.rows import ROW_FIELDS, write_rows
+from terralite.benchmark.leaderboard import build_leaderboard, pareto_front
+from terralite.benchmark.rows import ROW_FIELDS, write_rows
 from terralite.cli import main
 
 

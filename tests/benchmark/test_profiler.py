@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.profiler import count_all_params, count_params, profile_model
+from terralite.benchmark.profiler import count_all_params, count_params, profile_model
 from terralite.cli import main
 
 
@@ -61,7 +61,7 @@ def test_deployed_params_leave_out_training_only_heads():
 
 
 def test_fasterseg_student_params_exclude_its_auxiliary_heads():
-    from search_spaces.fasterseg.space import FasterSegSearchSpace
+    from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 
     space = FasterSegSearchSpace.from_preset("tiny")
     net = space.build(space.sample(np.random.default_rng(0)))

@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from benchmark.export import cached_export
-from benchmark.rows import read_rows
-from benchmark.runners import RUNNERS, LatencyStats, build_runner
+from terralite.benchmark.export import cached_export
+from terralite.benchmark.rows import read_rows
+from terralite.benchmark.runners import RUNNERS, LatencyStats, build_runner
 from terralite.cli import main
 from terralite.errors import TerraLiteError
 from terralite.tta import tta_forward

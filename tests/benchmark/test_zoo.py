@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from benchmark.zoo import BASELINES, LogitsAtInputSize
+from terralite.benchmark.zoo import BASELINES, LogitsAtInputSize
 from terralite.errors import TerraLiteError
 from terralite.models import build_model
 

@@ -87,7 +87,7 @@ def test_quantize_gives_a_smaller_int8_model_that_agrees_with_fp32(tiny_ckpt, sy
     assert "terralite.input" in meta  # the int8 file maps rasters on its own (terralite predict)
     rows = [json.loads(line) for line in (tmp_path / "compression_rows.jsonl").read_text().splitlines()]
     assert [(r["runtime"], r["precision"]) for r in rows] == [("onnxruntime", "fp32"), ("onnxruntime", "int8")]
-    from benchmark.onnx_file import read_onnx_file
+    from terralite.benchmark.onnx_file import read_onnx_file
 
     fp32, int8 = read_onnx_file(tmp_path / "tiny.fp32.onnx"), read_onnx_file(out)
     assert (fp32.precision, int8.precision) == ("fp32", "int8")
@@ -176,6 +176,6 @@ def test_tensorrt_int8_engine_from_the_qdq_model(tiny_ckpt, synthetic_root, tmp_
     engine = tmp_path / "tiny.int8.engine"
     assert main(["quantize", str(tiny_ckpt), "--calib", str(synthetic_root), "--out", str(tmp_path / "tiny.int8.onnx"),
                  "--calib-images", "3", "--tensorrt", str(engine), *BENCH]) == 0
-    from benchmark.tensorrt_engine import load_engine
+    from terralite.benchmark.tensorrt_engine import load_engine
 
     assert engine.stat().st_size > 0 and load_engine(engine) is not None

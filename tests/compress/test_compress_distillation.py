@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from compress.distillation import DistillationTerm, channel_wise_kl, parse_layer_pairs
+from terralite.compress.distillation import DistillationTerm, channel_wise_kl, parse_layer_pairs
 from terralite.errors import TerraLiteError
 
 

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from compress.pruned_model import pruned_spec
-from compress.pruning import count_parameters, prune_model, step_ratios
+from terralite.compress.pruned_model import pruned_spec
+from terralite.compress.pruning import count_parameters, prune_model, step_ratios
 from terralite.checkpoint import save_checkpoint
 from terralite.errors import TerraLiteError
 from terralite.models import build_model
@@ -78,7 +78,7 @@ def test_pruned_checkpoint_reloads_in_a_fresh_process(pruned_unet, tmp_path):
 def test_pruned_unet_exports_to_onnx_with_the_same_output(pruned_unet, tmp_path):
     import onnxruntime as ort
 
-    from benchmark.export import export_onnx
+    from terralite.benchmark.export import export_onnx
 
     model, _, _ = pruned_unet
     path = export_onnx(model, tmp_path / "pruned.onnx", 64, 3)
@@ -109,7 +109,7 @@ def test_fasterseg_cells_prune_with_aux_heads():
 
 
 def test_sparsemask_stage_sums_prune():
-    arch_mod = pytest.importorskip("search_spaces.sparsemask.arch")
+    arch_mod = pytest.importorskip("terralite.search_spaces.sparsemask.arch")
     spec = arch_mod.make_spec(arch_mod.sample_arch(0), 3, 8, label="sm")
     model, pspec, fraction = _prune(spec)
     # 1x1 and dense convs shrink to about a quarter, depthwise convs to a half

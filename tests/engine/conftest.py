@@ -12,7 +12,7 @@ from tiny_model import NAME, register  # noqa: E402
 def tiny_model_name():
     """Registers the tiny baseline for the engine tests and removes it afterwards, so that tests iterating
     over every registered baseline later in the session never see it (Registry has no public removal)."""
-    from benchmark.zoo import BASELINES
+    from terralite.benchmark.zoo import BASELINES
 
     register()
     yield NAME

@@ -32,7 +32,7 @@ class TinySegNet(nn.Module):
 
 
 def register() -> None:
-    from benchmark.zoo import BASELINES
+    from terralite.benchmark.zoo import BASELINES
 
     if NAME not in BASELINES:
         BASELINES.register(NAME, TinySegNet)

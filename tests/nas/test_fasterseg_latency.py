@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from nas.fasterseg.latency import DECOUPLED_WEIGHTS, SupernetLatency, arch_latency, measure_table, table_conditions, table_entries
-from nas.latency_table import LatencyTable
-from search_spaces.fasterseg.network import plan_branches, share_cells
-from search_spaces.fasterseg.ops import OP_NAMES
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.nas.fasterseg.latency import DECOUPLED_WEIGHTS, SupernetLatency, arch_latency, measure_table, table_conditions, table_entries
+from terralite.nas.latency_table import LatencyTable
+from terralite.search_spaces.fasterseg.network import plan_branches, share_cells
+from terralite.search_spaces.fasterseg.ops import OP_NAMES
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 
 SIZE = 64
 
@@ -111,7 +111,7 @@ def test_paths_latency_matches_path_enumeration(space):
     """The β recursion equals the expectation over explicit lattice paths (each scale weighted by its own β)."""
     import itertools
 
-    from search_spaces.fasterseg.config import SCALES, cell_channels, stem_channels
+    from terralite.search_spaces.fasterseg.config import SCALES, cell_channels, stem_channels
 
     c, L = space.cfg, space.cfg.layers
     table = _table(space, lambda k: (1 + OP_NAMES.index(k.split("|")[0]) if k.split("|")[0] in OP_NAMES else 0)

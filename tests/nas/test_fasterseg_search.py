@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from nas.fasterseg.latency import table_conditions, table_entries
-from nas.latency_table import LatencyTable
-from search_spaces.fasterseg.arch import load_arch
-from search_spaces.fasterseg.config import preset_config
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.nas.fasterseg.latency import table_conditions, table_entries
+from terralite.nas.latency_table import LatencyTable
+from terralite.search_spaces.fasterseg.arch import load_arch
+from terralite.search_spaces.fasterseg.config import preset_config
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.checkpoint import load_checkpoint
 from terralite.cli import main
 from terralite.data.classes import NUM_CLASSES
@@ -50,7 +50,7 @@ def test_search_rejects_bad_config(data, tmp_path, capsys):
 
 
 def test_search_presets_resolve_to_valid_configs():
-    from nas.fasterseg.config import SEARCH_PRESETS, FasterSegSearchConfig
+    from terralite.nas.fasterseg.config import SEARCH_PRESETS, FasterSegSearchConfig
     from terralite.config import resolve_config
 
     for name, preset in SEARCH_PRESETS.items():

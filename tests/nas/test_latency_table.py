@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nas.latency_table import LatencyTable, entry_key
+from terralite.nas.latency_table import LatencyTable, entry_key
 from terralite.errors import TerraLiteError
 
 CONDITIONS = {"search_space": "fasterseg", "device_type": "cpu", "runtime": "onnxruntime", "precision": "fp32",

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from nas.sparsemask.budget import TargetRatioController, base_targets, derive_within_budget, smallest_network_macs
-from nas.sparsemask.sparsity import gate_polarisation, sparsity_loss, stage_sparsity_loss
-from search_spaces.sparsemask.arch import arch_to_mask, mask_to_arch, max_arch, validate_arch
-from search_spaces.sparsemask.cost import CostModel
-from search_spaces.sparsemask.derive import derive_mask
-from search_spaces.sparsemask.topology import parse_input_name, valid_entries
+from terralite.nas.sparsemask.budget import TargetRatioController, base_targets, derive_within_budget, smallest_network_macs
+from terralite.nas.sparsemask.sparsity import gate_polarisation, sparsity_loss, stage_sparsity_loss
+from terralite.search_spaces.sparsemask.arch import arch_to_mask, mask_to_arch, max_arch, validate_arch
+from terralite.search_spaces.sparsemask.cost import CostModel
+from terralite.search_spaces.sparsemask.derive import derive_mask
+from terralite.search_spaces.sparsemask.topology import parse_input_name, valid_entries
 from terralite.errors import TerraLiteError
 from terralite.models import build_model, load_spec_file
 

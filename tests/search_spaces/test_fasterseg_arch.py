@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from search_spaces.fasterseg.arch import arch_spec, dumps_arch, dumps_spec, load_arch, loads_arch, validate_arch
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.search_spaces.fasterseg.arch import arch_spec, dumps_arch, dumps_spec, load_arch, loads_arch, validate_arch
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.errors import TerraLiteError
 from terralite.models import load_spec_file
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 
 
 def test_onnx_matches_pytorch(tmp_path):
     pytest.importorskip("onnxruntime")
-    from benchmark.export import export_onnx, verify_onnx
+    from terralite.benchmark.export import export_onnx, verify_onnx
 
     space = FasterSegSearchSpace.from_preset("tiny", in_channels=4)
     net = space.build(space.sample(np.random.default_rng(3))).eval()
@@ -36,7 +36,7 @@ def test_oem_params_student_vs_teacher():
 
 @pytest.mark.slow
 def test_oem_student_gmacs_at_1024():
-    from benchmark.profiler import profile_model
+    from terralite.benchmark.profiler import profile_model
 
     space = FasterSegSearchSpace.from_preset("oem")
     row = profile_model(space.build(space.min_arch()).eval(), size=1024, in_channels=3)

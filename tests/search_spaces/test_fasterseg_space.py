@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from search_spaces.fasterseg.config import cell_channels, preset_config, stem_channels
-from search_spaces.fasterseg.derive import DOWN, SKIP, downsample_positions, path_scales, select_ops
-from search_spaces.fasterseg.ops import OP_NAMES, PLAIN_OPS, build_op
-from search_spaces.fasterseg.slimmable import MixedOp, build_slim_op
-from search_spaces.fasterseg.space import FasterSegSearchSpace
+from terralite.search_spaces.fasterseg.config import cell_channels, preset_config, stem_channels
+from terralite.search_spaces.fasterseg.derive import DOWN, SKIP, downsample_positions, path_scales, select_ops
+from terralite.search_spaces.fasterseg.ops import OP_NAMES, PLAIN_OPS, build_op
+from terralite.search_spaces.fasterseg.slimmable import MixedOp, build_slim_op
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.errors import TerraLiteError
 from terralite.models import build_model
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from search_spaces.sparsemask.arch import (
+from terralite.search_spaces.sparsemask.arch import (
     arch_to_mask,
     check_mask,
     make_spec,
@@ -15,7 +15,7 @@ from search_spaces.sparsemask.arch import (
     sample_arch,
     validate_arch,
 )
-from search_spaces.sparsemask.derive import (
+from terralite.search_spaces.sparsemask.derive import (
     clean_up,
     derive_mask,
     drop_subset_stages,
@@ -23,7 +23,7 @@ from search_spaces.sparsemask.derive import (
     merge_duplicate_stages,
     threshold,
 )
-from search_spaces.sparsemask.topology import TAP, UP, parse_input_name
+from terralite.search_spaces.sparsemask.topology import TAP, UP, parse_input_name
 from terralite.errors import TerraLiteError
 from terralite.models import load_spec_file
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 import torchvision
 
-from search_spaces.sparsemask.arch import max_arch, min_arch, num_connections, sample_arch, validate_arch
-from search_spaces.sparsemask.cost import CostModel, fvcore_macs
-from search_spaces.sparsemask.encoder import MobileNetV2Encoder
-from search_spaces.sparsemask.network import build, build_from_spec
-from search_spaces.sparsemask.space import SparseMaskSearchSpace
-from search_spaces.sparsemask.supernet import SparseMaskSupernet
-from search_spaces.sparsemask.topology import TAP_CHANNELS, TAP_STRIDES, all_connections, candidates
+from terralite.search_spaces.sparsemask.arch import max_arch, min_arch, num_connections, sample_arch, validate_arch
+from terralite.search_spaces.sparsemask.cost import CostModel, fvcore_macs
+from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder
+from terralite.search_spaces.sparsemask.network import build, build_from_spec
+from terralite.search_spaces.sparsemask.space import SparseMaskSearchSpace
+from terralite.search_spaces.sparsemask.supernet import SparseMaskSupernet
+from terralite.search_spaces.sparsemask.topology import TAP_CHANNELS, TAP_STRIDES, all_connections, candidates
 from terralite.errors import TerraLiteError
 from terralite.models import build_model
 
@@ -156,7 +156,7 @@ def test_search_space_object():
 
 
 def test_onnx_matches_pytorch(tmp_path):
-    export = pytest.importorskip("benchmark.export")
+    export = pytest.importorskip("terralite.benchmark.export")
     model = build(TWO_PER_STAGE, 4, 8).eval()
     path = export.export_onnx(model, tmp_path / "sm.onnx", size=64, in_channels=4)
     x = torch.randn(1, 4, 64, 64)
