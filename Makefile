@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# -rs: every skipped test prints its reason (a missing optional component must show in the log)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -rs
 
+# the slow end-to-end tests, and the GPU tests (they skip, saying so, without CUDA)
 test-slow: $(STAMP)
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -rs -m "slow or gpu"
 
 demo: $(STAMP)
 	$(VENV)/bin/terralite demo

@@ -3,7 +3,8 @@
 ``export_onnx`` uses the ``torch.export``-based exporter (the default since PyTorch 2.9), simplifies the
 graph with onnxslim (constant folding, fused shape arithmetic), validates it with ``onnx.checker`` and
 writes a single self-contained ``.onnx`` file atomically. The graph has one input ``input``
-``(B, C, H, W)`` float32 and one output ``logits`` ``(B, num_classes, H, W)``.
+``(B, C, H, W)`` float32 and one output ``logits`` ``(B, num_classes, H, W)``. The ``terralite export`` job
+built on these (metadata, verification on a real tile, TensorRT engines) is :mod:`terralite.benchmark.export_verify`.
 """
 
 from __future__ import annotations

@@ -162,7 +162,7 @@ def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path
         metric = "miou" if any(r["miou"] is not None for r in rows) else "fps"
         rows = [r for r in rows if r[metric] is not None and r["gmacs"] is not None]
         points = [(r["gmacs"], r[metric]) for r in rows]
-        for tta, marker in (("none", "o"), ("hflip", "s"), ("hflip-batched", "^")):
+        for tta, marker in (("none", "o"), ("hflip", "s"), ("hflip-batched", "^"), ("flips", "D"), ("d4", "P")):
             chosen = [p for p, r in zip(points, rows) if r["tta"] == tta]
             if chosen:
                 ax.scatter(*zip(*chosen), marker=marker, label=f"TTA {tta}", zorder=3)

@@ -1,7 +1,7 @@
 """Mapping throughput (Mpx/s) and peak memory of ``terralite predict`` on a large synthetic raster.
 
     python -m terralite.benchmark.mapping_throughput MODEL [--size 20000] [--tile 1024] [--overlap 128] \
-        [--runtime onnxruntime] [--raster /tmp/terralite_mosaic_20000.tif] [--out results/mapping]
+        [--batch-size 1] [--runtime onnxruntime] [--raster /tmp/terralite_mosaic_20000.tif] [--out results/mapping]
 
 1. Writes (once; reused when present) a ``size`` x ``size`` px RGB GeoTIFF window by window: 1024 px blocks
    of synthetic scenes (``terralite.data.synthetic.generate_scene``, a handful of distinct scenes cycled),
@@ -59,14 +59,15 @@ def write_mosaic(path: Path, size: int, seed: int = 0) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="checkpoint or ONNX file (a small searched network, e.g. demo_out/onnx/fasterseg.onnx)")
-    parser.add_argument("--size", type=int, default=20000, help="raster side in px (default 20000)")
-    parser.add_argument("--tile", type=int, default=1024)
-    parser.add_argument("--overlap", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runtime", default="onnxruntime")
-    parser.add_argument("--raster", default=None, help="where the synthetic raster is (re)used (default: /tmp)")
-    parser.add_argument("--out", default="results/mapping", help="folder for throughput.json/.md (default results/mapping)")
+    parser.add_argument("model", metavar="MODEL", help="checkpoint or ONNX file (a small searched network, e.g. demo_out/onnx/fasterseg.onnx)")
+    parser.add_argument("--size", type=int, default=20000, metavar="PX", help="raster side in px (default 20000)")
+    parser.add_argument("--tile", type=int, default=1024, metavar="PX", help="tile size in px (default 1024)")
+    parser.add_argument("--overlap", type=int, default=128, metavar="PX", help="overlap of neighbouring tiles in px (default 128)")
+    parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="tiles per forward pass (default 1)")
+    parser.add_argument("--batch", dest="batch_size", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
+    parser.add_argument("--runtime", default="onnxruntime", help="runtime of terralite predict (default onnxruntime)")
+    parser.add_argument("--raster", default=None, metavar="FILE", help="where the synthetic raster is (re)used (default: /tmp)")
+    parser.add_argument("--out", default="results/mapping", metavar="DIR", help="folder for throughput.json/.md (default results/mapping)")
     args = parser.parse_args()
 
     raster = Path(args.raster or f"/tmp/terralite_mosaic_{args.size}.tif")
@@ -77,7 +78,7 @@ def main() -> int:
         print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
     out_map = raster.with_name(raster.stem + "_map.tif")
     cmd = [sys.executable, "-m", "terralite", "predict", args.model, str(raster), "--out", str(out_map),
-           "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch", str(args.batch),
+           "--tile", str(args.tile), "--overlap", str(args.overlap), "--batch-size", str(args.batch_size),
            "--runtime", args.runtime, "--device", "cpu"]
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
@@ -97,7 +98,7 @@ def main() -> int:
 
     record = {
         "model": args.model, "runtime": args.runtime, "raster_px": [args.size, args.size], "tile": args.tile,
-        "overlap": args.overlap, "batch": args.batch, "mapping_seconds": float(found.group(1)),
+        "overlap": args.overlap, "batch": args.batch_size, "mapping_seconds": float(found.group(1)),
         "mpx_per_s": float(found.group(2)), "peak_rss_mb": round(child_rss_mb, 1),
         "process_wall_seconds": round(wall, 1), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "versions": library_versions(),
@@ -111,7 +112,7 @@ def main() -> int:
     header = ("| date | model | runtime | raster | tile/overlap | batch | Mpx/s | peak RSS MB | CPU |\n"
               "|---|---|---|---|---|---|---|---|---|\n")
     row = (f"| {record['date']} | {Path(args.model).name} | {args.runtime} | {args.size}x{args.size} | "
-           f"{args.tile}/{args.overlap} | {args.batch} | {record['mpx_per_s']:.2f} | {record['peak_rss_mb']:.0f} | "
+           f"{args.tile}/{args.overlap} | {args.batch_size} | {record['mpx_per_s']:.2f} | {record['peak_rss_mb']:.0f} | "
            f"{record['cpu']} ({record['cpu_count']} cores) |\n")
     write_text_atomic(md, (md.read_text() if md.is_file() else "# Mapping throughput (terralite predict)\n\n" + header) + row)
     print(f"wrote {out / 'throughput.json'} and {md}")

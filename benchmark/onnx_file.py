@@ -119,7 +119,7 @@ def session_source(info: OnnxFile, batch: int, in_channels: int, size: int) -> s
     wanted = (batch, in_channels, size, size)
     for axis, have, want in zip(("batch", "bands", "height", "width"), info.input_dims, wanted):
         if have is not None and have != want:
-            hint = {"batch": "export it with --dynamic-size, or use --tta hflip instead of hflip-batched / --batch 1",
+            hint = {"batch": "export it with --dynamic-size, or use --tta hflip instead of hflip-batched / --batch-size 1",
                     "height": f"pass --size {have}", "width": f"pass --size {have}"}.get(axis, "")
             raise TerraLiteError(f"ONNX file {info.path} has a fixed input {axis} of {have}, but the measurement needs {want}"
                                  + (f"; {hint}" if hint else ""))

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import warnings
 from collections import Counter
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -149,3 +149,10 @@ def profile_reference(ref: str, size: int = 1024, in_channels: int | None = None
         raise TerraLiteError(f"--size {size} must be a positive multiple of 32 (every network downsamples by 32)")
     model, spec, _ = load_model(ref, in_channels=in_channels)
     return {"model": describe(spec), "spec_hash": spec_hash(spec), **profile_model(model, size, spec["in_channels"])}
+
+
+def profile_references(refs: Iterable[str], size: int = 1024, in_channels: int | None = None) -> Iterator[dict]:
+    """:func:`profile_reference` of each model in ``refs``, one at a time (a large network at 1024 px takes
+    a while on a CPU, so a caller can report each as it comes)."""
+    for ref in refs:
+        yield profile_reference(ref, size, in_channels)

@@ -21,7 +21,8 @@ import torch
 
 from terralite.compress.distillation import DistillationTerm, parse_layer_pairs
 from terralite.compress.report import Entry, write_compression_rows
-from terralite.compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
+from terralite.compress.training import (check_bench, check_new_run_folder, compression_train_config, new_run_folder,
+                                         require_options, split_or_none)
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import save_checkpoint
 from terralite.device import resolve_device
@@ -34,27 +35,39 @@ from terralite.models import build_model, describe, load_model, resolve_model_re
 
 @dataclass
 class DistillOptions:
-    """The flags of ``terralite distill``."""
+    """The flags of ``terralite distill`` (or its ``--config`` YAML).
 
-    teacher: str  # trained checkpoint
-    student: str  # baseline name, spec/arch JSON or checkpoint
-    data: str
-    out: str
+    Every field has a default so that a partial YAML loads; ``teacher``, ``student``, ``data`` and ``out``
+    must be given all the same (:func:`distill` names a missing one). ``eval_split`` ``"none"`` means no
+    evaluation (None).
+    """
+
+    teacher: str = ""  # trained checkpoint
+    student: str = ""  # baseline name, spec/arch JSON or checkpoint
+    data: str = ""
+    out: str = ""
     kd: str = "logits"  # logits | cwd | both
     tau: float | None = None  # None: 1 for logits KL, 4 for CWD (the CWD paper's value for segmentation)
     alpha: float = 1.0
     feature_layers: list[str] = field(default_factory=list)  # STUDENT_LAYER[:TEACHER_LAYER]
     half_teacher: bool = False
     epochs: int | None = None
-    overrides: list[str] = field(default_factory=list)  # TrainConfig key=value
+    overrides: list[str] = field(default_factory=list)  # TrainConfig key=value for the training runs (--train-set)
     compare_alone: bool = False
     eval_split: str | None = "val"
     device: str = "auto"
     bench_size: int = 1024
     bench_iters: int = 10
 
+    def __post_init__(self) -> None:
+        self.eval_split = split_or_none(self.eval_split)
+
     def temperature(self) -> float:
         return self.tau if self.tau is not None else (1.0 if self.kd == "logits" else 4.0)
+
+
+#: Options that have no default: field → the flag that sets it.
+REQUIRED = {"teacher": "--teacher", "student": "--student", "data": "--data", "out": "--out"}
 
 
 def distill(opts: DistillOptions) -> Path:
@@ -64,6 +77,7 @@ def distill(opts: DistillOptions) -> Path:
     teacher's input record: the engine then normalises tiles exactly as the teacher saw them, and the
     distilled and the stand-alone student start from the same weights.
     """
+    require_options(opts, REQUIRED)
     check_bench(opts.bench_size, opts.bench_iters)
     device = resolve_device(opts.device)
     pairs = parse_layer_pairs(opts.feature_layers)
@@ -89,7 +103,7 @@ def distill(opts: DistillOptions) -> Path:
         torch.manual_seed(cfg.seed)
         student = build_model(student_spec)  # also checks the spec before anything is written
 
-    with new_run_folder(out):
+    with new_run_folder(out, opts):
         if student_ckpt is None:
             init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input)
             cfg = dataclasses.replace(cfg, model=str(init))

@@ -22,7 +22,8 @@ from pathlib import Path
 from terralite.compress.pruned_model import pruned_spec
 from terralite.compress.pruning import GRADIENT_IMPORTANCES, IMPORTANCES, count_parameters, prune_model, step_ratios
 from terralite.compress.report import Entry, write_compression_rows
-from terralite.compress.training import check_bench, check_new_run_folder, compression_train_config, new_run_folder
+from terralite.compress.training import (check_bench, check_new_run_folder, compression_train_config, new_run_folder,
+                                         require_options, split_or_none)
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.device import resolve_device
@@ -34,12 +35,17 @@ from terralite.run_folder import RunFolder
 
 @dataclass
 class PruneOptions:
-    """Everything one pruning run needs (the CLI flags of ``terralite prune``)."""
+    """Everything one pruning run needs (the flags of ``terralite prune``, or its ``--config`` YAML).
 
-    checkpoint: str
-    data: str
-    out: str
-    ratio: float
+    Every field has a default so that a partial YAML loads; ``checkpoint``, ``data``, ``out`` and ``ratio``
+    must be given all the same (:func:`prune_checkpoint` names a missing one). ``eval_split`` ``"none"``
+    means no evaluation (None).
+    """
+
+    checkpoint: str = ""
+    data: str = ""
+    out: str = ""
+    ratio: float | None = None  # share of channels to remove, strictly between 0 and 1
     importance: str = "l1"
     global_pruning: bool = False
     round_to: int | None = None
@@ -52,6 +58,13 @@ class PruneOptions:
     bench_size: int = 1024
     bench_iters: int = 10
 
+    def __post_init__(self) -> None:
+        self.eval_split = split_or_none(self.eval_split)
+
+
+#: Options that have no default: field → the flag that sets it.
+REQUIRED = {"checkpoint": "CKPT", "data": "--data", "out": "--out", "ratio": "--ratio"}
+
 
 def _load_parent(path: str):
     ckpt = load_checkpoint(path)
@@ -63,6 +76,7 @@ def _load_parent(path: str):
 def prune_checkpoint(opts: PruneOptions) -> Path:
     """Run ``terralite prune`` as ``opts`` say; returns the run folder. Every input is checked before the
     run folder is created, so a bad ratio, checkpoint or dataset leaves nothing behind."""
+    require_options(opts, REQUIRED)
     ratios = step_ratios(opts.ratio, opts.iterative)
     check_bench(opts.bench_size, opts.bench_iters)
     IMPORTANCES.get(opts.importance)
@@ -77,7 +91,7 @@ def prune_checkpoint(opts: PruneOptions) -> Path:
         compression_train_config(parent.get("config"), spec, opts.finetune_overrides)  # fail now on bad overrides
 
     device = resolve_device(opts.device)
-    with new_run_folder(out):
+    with new_run_folder(out, opts):
         return _prune_run(opts, out, model, parent, ratios, eval_set, grad_set, device)
 
 

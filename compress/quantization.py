@@ -155,17 +155,22 @@ def agreement(fp32: str | Path, int8: str | Path, dataset, num_classes: int, max
 class QuantizeOptions:
     """The flags of ``terralite quantize``."""
 
-    source: str  # a TerraLite checkpoint or an ONNX file (exported by terralite export: it carries the normalisation)
-    calib: str  # dataset root whose tiles calibrate the activation ranges
-    out: str  # MODEL.int8.onnx
+    source: str = ""  # a TerraLite checkpoint or an ONNX file (exported by terralite export: it carries the normalisation)
+    calib: str = ""  # dataset root whose tiles calibrate the activation ranges
+    out: str = ""  # MODEL.int8.onnx
     per_channel: bool = False
     calib_images: int = 32
     calib_split: str = "train"
-    eval_split: str | None = "val"
+    eval_split: str | None = "val"  # None (or "none"): no agreement check
     eval_images: int = 0  # 0 = the whole split
     tensorrt: str | None = None  # also build a TensorRT int8 engine from the QDQ graph, at this path
     bench_size: int = 1024
     bench_iters: int = 10
+
+    def __post_init__(self) -> None:
+        from terralite.compress.training import split_or_none
+
+        self.eval_split = split_or_none(self.eval_split)  # "none" as typed: skip the agreement check
 
 
 def fp32_path_for(out: Path) -> Path:
@@ -195,6 +200,10 @@ def _source_record(source: Path) -> tuple[dict, object]:
     return {"spec": ckpt["spec"], "input": ckpt.get("input")}, model.eval()
 
 
+#: The options every run needs, with the flag that gives each (checked by :func:`quantize_model`).
+REQUIRED = {"source": "MODEL", "calib": "--calib", "out": "--out"}
+
+
 def quantize_model(opts: QuantizeOptions) -> dict:
     """``terralite quantize``: fp32 ONNX (exported from a checkpoint, beside ``out``) → int8 QDQ ONNX, then
     agreement with fp32 on ``eval_split``, an optional TensorRT int8 engine, and benchmark rows in
@@ -204,12 +213,13 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     later removes the files this call created.
     """
     from terralite.compress.report import Entry, write_compression_rows
-    from terralite.compress.training import check_bench
+    from terralite.compress.training import check_bench, require_options
     from terralite.atomic import write_text_atomic
     from terralite.data.classes import CLASS_NAMES
     from terralite.engine.evaluate import dataset_for_checkpoint
     from terralite.models import describe
 
+    require_options(opts, REQUIRED)
     source, out = Path(opts.source), ensure_parent(opts.out)
     if out.suffix.lower() != ".onnx":
         raise TerraLiteError(f"--out must name an .onnx file (e.g. model.int8.onnx), got {out}")

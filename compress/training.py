@@ -39,8 +39,61 @@ def compression_train_config(parent_config: dict | None, spec: dict, overrides: 
         base.update({"resume": False, "teacher": None})
     else:
         base = preset_dict(preset_for(spec))
-    cfg = resolve_config(TrainConfig, None, overrides, base=base)
-    return dataclasses.replace(cfg, **fields)
+    # Given fields go through the config's own typing (a dataset root becomes the data config); None is a
+    # value here ("no validation split"), so those are set after resolving.
+    cfg = resolve_config(TrainConfig, None, overrides, base=base, fields={k: v for k, v in fields.items() if v is not None})
+    return dataclasses.replace(cfg, **{k: v for k, v in fields.items() if v is None})
+
+
+def split_or_none(split: str | None) -> str | None:
+    """A split name as the user typed it: ``none`` (any case) or empty means no split (skip that evaluation)."""
+    if isinstance(split, str) and split.strip().lower() in ("none", ""):
+        return None
+    return split
+
+
+def resolve_options(cls: type, config: str | None = None, overrides: list[str] | None = None,
+                    fields: dict[str, Any] | None = None, train_overrides: list[str] | None = None,
+                    train_field: str | None = None):
+    """The options dataclass ``cls`` of a compression command: defaults ← ``--config`` YAML ← ``--set``
+    overrides ← the command's flags (``fields``, typed, None = not given); then ``train_overrides``
+    (``--train-set``: settings of the training runs inside the job) appended to the list field ``train_field``.
+
+    ``--set`` sets the command's own options; a training key given there (``--set batch_size=2``, which
+    earlier versions read as a training override) is an error that points to ``--train-set``.
+    """
+    from terralite.config import resolve_config
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    if train_field is not None:
+        from terralite.engine.presets import TrainConfig
+
+        train_names = {f.name for f in dataclasses.fields(TrainConfig)} | {"max_steps_per_epoch"}
+        for item in overrides or []:
+            key = item.split("=", 1)[0].strip().split(".")[0]
+            if key not in names and key in train_names:
+                raise TerraLiteError(
+                    f"--set {item}: {key} is a setting of the training runs; pass it as --train-set {item} "
+                    f"(--set sets this command's options: {', '.join(f.name for f in dataclasses.fields(cls))})"
+                )
+    cfg = resolve_config(cls, config, overrides, fields=fields)
+    if train_field is not None and train_overrides:
+        cfg = dataclasses.replace(cfg, **{train_field: [*getattr(cfg, train_field), *train_overrides]})
+    return cfg
+
+
+def require_options(opts: Any, flags: dict[str, str]) -> None:
+    """Every option named in ``flags`` (field → the flag that sets it) must be given (not empty, not None).
+
+    The options of a command that can come from a ``--config`` file are not required by the argument
+    parser (``--print-config`` works without them); this is where a missing one is reported.
+    """
+    missing = [(name, flag) for name, flag in flags.items() if getattr(opts, name) in (None, "")]
+    if missing:
+        raise TerraLiteError(
+            f"missing {', '.join(flag for _, flag in missing)}: give {'it' if len(missing) == 1 else 'them'} on the "
+            f"command line or as {', '.join(name + ':' for name, _ in missing)} in the --config file"
+        )
 
 
 def check_new_run_folder(out: str | Path) -> Path:
@@ -54,12 +107,17 @@ def check_new_run_folder(out: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def new_run_folder(out: Path) -> Iterator[Path]:
-    """Create the (checked) run folder ``out``; a user error (:class:`TerraLiteError`) raised inside the block
-    removes it again, so that a refused run leaves nothing behind."""
+def new_run_folder(out: Path, options: Any) -> Iterator[Path]:
+    """Create the (checked) run folder ``out`` holding the command's resolved ``options`` as ``config.yaml``
+    (``--config`` takes it back); a user error (:class:`TerraLiteError`) raised inside the block removes the
+    folder again, so that a refused run leaves nothing behind."""
+    from terralite.atomic import write_text_atomic
+    from terralite.config import dump_yaml
+
     created = not out.exists()
     out.mkdir(exist_ok=True)
     try:
+        write_text_atomic(out / "config.yaml", dump_yaml(options))
         yield out
     except TerraLiteError:
         if created:

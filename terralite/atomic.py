@@ -46,6 +46,18 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files :func:`atomic_path` left in ``folder`` (and its sub-folders) when a process
+    was killed mid-write; returns them. Call it only where no other writer is active (e.g. a run folder at start)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.rglob(".*.tmp*") if p.is_file() and ".tmp" in p.name]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -1,6 +1,13 @@
-"""Typed dataclass configs: YAML in, ``key=value`` overrides from the command line, resolved copy out.
+"""Typed dataclass configs: the one config path of every job.
 
-Unknown keys and values of the wrong type are errors that name the key, never silently ignored.
+A job's config is resolved as: dataclass defaults ← a named preset ← ``--config`` YAML ← ``--set key=value``
+overrides (values parsed as YAML) ← explicit command-line flags, which set typed fields directly (dotted
+names, never re-parsed: ``--out 2024`` is the folder "2024", ``--lut null`` the file "null"). The resolved
+copy is written into the run folder as ``config.yaml`` and loads back through the same path.
+
+Unknown keys and values of the wrong type are errors that name the key, never silently ignored. A config
+class may define ``migrate(data) -> data`` (a classmethod) to read the keys older versions wrote; a nested
+dataclass may define ``from_value(value)`` to accept a shorthand (e.g. a dataset root for a data config).
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise TerraLiteError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise TerraLiteError(f"config file {path} is a folder; pass a YAML file (e.g. RUN/config.yaml)") from None
+    except UnicodeDecodeError:
+        raise TerraLiteError(f"config file {path} is not UTF-8 text; pass a YAML file") from None
     except yaml.YAMLError as exc:
         raise TerraLiteError(f"config file {path} is not valid YAML: {exc}") from None
     if data is None:
@@ -39,13 +50,27 @@ def parse_overrides(items: list[str] | None) -> dict:
         if "=" not in item:
             raise TerraLiteError(f"override {item!r} must look like key=value (e.g. epochs=3 or optim.lr=0.01)")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
-        node = result
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as exc:
+            raise TerraLiteError(f"override {item!r}: the value is not valid YAML ({str(exc).splitlines()[0]}); "
+                                 "quote it, e.g. key='text'") from None
+        set_dotted(result, key, value)
     return result
+
+
+def set_dotted(data: dict, key: str, value: Any) -> None:
+    """``set_dotted(d, "target.fps", 8.0)`` → ``d["target"]["fps"] = 8.0`` (creating the inner mappings)."""
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise TerraLiteError(f"config key {key!r} is malformed (empty part); use names like epochs or optim.lr")
+    node = data
+    for part in parts[:-1]:
+        inner = node.get(part)
+        if not isinstance(inner, dict):
+            inner = node[part] = {}
+        node = inner
+    node[parts[-1]] = value
 
 
 def merge(base: dict, update: dict) -> dict:
@@ -65,6 +90,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
+        if not isinstance(value, dict) and hasattr(annotation, "from_value"):
+            return annotation.from_value(value)
         if not isinstance(value, dict):
             raise TerraLiteError(f"config key {where!r} must be a mapping, got {value!r}")
         return from_dict(annotation, value, prefix=where + ".")
@@ -102,6 +129,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     """Build dataclass ``cls`` from a (possibly partial) dict; missing keys keep their defaults."""
+    if hasattr(cls, "migrate"):
+        data = cls.migrate(dict(data))
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
@@ -111,16 +140,43 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
     return cls(**kwargs)
 
 
+def migrate_job_keys(data: dict) -> dict:
+    """Read the keys TerraLite 0.1 wrote in job configs: ``max_steps_per_epoch`` (now ``steps_per_epoch``) and
+    top-level ``bands``/``skip_missing`` (now under ``data``, which was a plain root path)."""
+    if "max_steps_per_epoch" in data:
+        data["steps_per_epoch"] = data.pop("max_steps_per_epoch") or 0
+    moved = {key: data.pop(key) for key in ("bands", "skip_missing") if key in data}
+    if moved:
+        inner = data.get("data")
+        inner = {"root": inner} if isinstance(inner, str) else dict(inner or {})
+        data["data"] = {**inner, **moved}
+    return data
+
+
 def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def resolve_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> T:
-    """Defaults ← ``base`` (e.g. a named preset) ← YAML file ← ``key=value`` overrides."""
+def resolve_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
+                   base: dict | None = None, fields: dict[str, Any] | None = None, replace: tuple[str, ...] = ()) -> T:
+    """Defaults ← ``base`` (e.g. a named preset) ← YAML file ← ``key=value`` overrides ← ``fields``.
+
+    ``fields`` are explicit command-line flags by dotted config name (``{"target.fps": 8.0, "out": "2024"}``),
+    already typed by the parser and set as they are; None means "not given". A top-level key in ``replace``
+    that the YAML or the overrides give replaces the base's value instead of merging into it (a loss given by
+    the user replaces the preset's loss rather than adding terms to it).
+    """
+    user = merge(load_yaml(yaml_path) if yaml_path else {}, parse_overrides(overrides))
     data = dict(base or {})
-    if yaml_path:
-        data = merge(data, load_yaml(yaml_path))
-    data = merge(data, parse_overrides(overrides))
+    if hasattr(cls, "migrate"):  # old key names in a preset-less YAML meet their new names in the base
+        user = cls.migrate(user)
+    for key in replace:
+        if key in user:
+            data.pop(key, None)
+    data = merge(data, user)
+    for key, value in (fields or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
     return from_dict(cls, data)
 
 

@@ -6,8 +6,9 @@ finished (marker ``OUT/.steps/<step>.done``, holding its duration) and whose art
 re-running the demo with the same output folder resumes where it stopped; an unfinished step's folders are
 removed and it runs again. A failing step stops the demo with a message naming the step and the command.
 
-The demo is the suite's top floor: it is a script of CLI commands, so it imports the CLI (lazily) and
-nothing imports it.
+The demo is the suite's top floor, above the CLI: it is a script of CLI commands, so it imports the CLI
+(lazily), and nothing imports it — the ``terralite demo`` subcommand (:mod:`terralite.cli.demo`) only parses
+its flags and calls :func:`run_demo` (or :func:`list_steps`).
 """
 
 from __future__ import annotations
@@ -173,8 +174,8 @@ def _train(model: Callable[[DemoContext], str | Path], run: str, preset: str):
 def _prune(ctx):
     s = ctx.sizes
     terralite(ctx, "prune", _best(ctx.path(TRAINED["baseline"])), "--ratio", 0.5, "--round-to", 8,
-              "--finetune-epochs", s.finetune_epochs, "--set", f"max_steps_per_epoch={s.steps_per_epoch}",
-              "--set", f"crop={s.crop}", "--data", ctx.data, "--out", ctx.path("compress", "pruned"),
+              "--finetune-epochs", s.finetune_epochs, "--train-set", f"max_steps_per_epoch={s.steps_per_epoch}",
+              "--train-set", f"crop={s.crop}", "--data", ctx.data, "--out", ctx.path("compress", "pruned"),
               "--device", ctx.device, *_bench_flags(ctx))
 
 
@@ -183,7 +184,7 @@ def _distill(ctx):
     terralite(ctx, "distill", "--teacher", _best(ctx.path(TRAINED["baseline"])),
               "--student", ctx.path("compress", "pruned", "pruned.pt"), "--data", ctx.data,
               "--out", ctx.path("compress", "distilled"), "--epochs", s.train_epochs,
-              "--set", f"max_steps_per_epoch={s.steps_per_epoch}", "--set", f"crop={s.crop}",
+              "--train-set", f"max_steps_per_epoch={s.steps_per_epoch}", "--train-set", f"crop={s.crop}",
               "--device", ctx.device, *_bench_flags(ctx))
 
 
@@ -277,6 +278,11 @@ STEPS: list[Step] = [
     Step("map", "land-cover map of a held-out tile (GeoTIFF + preview)",
          lambda c: [c.path("map", "fasterseg_map.tif"), c.path("map", "fasterseg_map.png")], _map, ["map"]),
 ]
+
+
+def list_steps() -> list[str]:
+    """One line per step, in order: its name and what it does (``terralite demo --list``)."""
+    return [f"{step.name:18s} {step.description}" for step in STEPS]
 
 
 def _marker(ctx: DemoContext, step: Step) -> Path:

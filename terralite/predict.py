@@ -2,7 +2,7 @@
 
 A :class:`Predictor` turns normalised tiles ``(B, C, h, w)`` into logits ``(B, K, h, w)``; it wraps a
 TerraLite checkpoint (PyTorch), an ONNX file (ONNX Runtime) or any callable (e.g. a TensorRT engine
-runner). :func:`predict_raster` streams a raster through it:
+runner, :mod:`terralite.benchmark.tensorrt_predictor`). :func:`predict_raster` streams a raster through it:
 
 - tiles of ``tile`` px overlap by at least ``overlap`` px, evenly spaced so that the first and the last
   are flush with the raster's edges (no tile reads outside the raster);
@@ -148,8 +148,9 @@ def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto
     """Load a checkpoint (runtime ``torch``) or an ONNX file (runtime ``onnxruntime``) for mapping.
 
     ``normalisation`` overrides the model's own ``input`` record (keys given replace those stored).
-    TensorRT is a runtime of the ``benchmark`` package (a floor above this one): ``terralite predict
-    --runtime tensorrt`` wraps its runner in a :class:`Predictor`.
+    TensorRT is a runtime of the ``benchmark`` package (a floor above this one):
+    :func:`terralite.benchmark.mapping.load_any_predictor` (``terralite predict --runtime tensorrt``) wraps
+    its runner in a :class:`Predictor`.
     """
     path = Path(model)
     if not path.is_file():
@@ -165,7 +166,8 @@ def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto
                 f"runtime onnxruntime needs an ONNX file, got {path}; export one first: terralite export {path} --format onnx --out model.onnx"
             )
         return _load_onnxruntime(path, device, tta, normalisation)
-    raise TerraLiteError("runtime tensorrt runs through the benchmark's TensorRT runner: use `terralite predict --runtime tensorrt`")
+    raise TerraLiteError("runtime tensorrt runs through the benchmark's TensorRT runner: use `terralite predict --runtime tensorrt` "
+                         "(terralite.benchmark.mapping.load_any_predictor)")
 
 
 def resolve_runtime(path: Path, runtime: str) -> str:
@@ -501,7 +503,7 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
     if preview is not None:
         ensure_parent(preview)
     if batch < 1:
-        raise TerraLiteError(f"--batch must be at least 1, got {batch}")
+        raise TerraLiteError(f"--batch-size must be at least 1, got {batch}")
     if overlap is None:
         overlap = tile // 8
     if predictor.fixed_batch is not None:

@@ -1,6 +1,7 @@
 """A run folder: resolved config, a per-epoch CSV (and TensorBoard when installed), a log file, ETA lines.
 
-Every long job (training, searches, fine-tunes) writes through this, so all run folders look alike.
+Every long job (training, searches, fine-tunes) writes through this, via the run loop of
+:mod:`terralite.engine.run`, so all run folders look alike.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ class RunFolder:
                 if isinstance(value, (int, float)) and key != "epoch":
                     self._tb.add_scalar(key, value, row["epoch"])
             self._tb.flush()
+
+    def trim_log(self, completed_epochs: int, name: str = "log.csv") -> None:
+        """Keep the rows of the epochs a resumed checkpoint had completed (no duplicate rows after a resume)."""
+        path = self.path / name
+        if not self.enabled or not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= completed_epochs]
+        if len(kept) != len(lines):
+            write_text_atomic(path, "".join(kept))
 
     def close(self) -> None:
         if self._tb is not None:

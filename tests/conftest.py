@@ -36,3 +36,9 @@ def torchrun():
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _private_user_cache(tmp_path_factory, monkeypatch):
+    """Statistics of read-only datasets (the shared fixtures) are cached per user: keep the tests' cache private."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "user-cache"))

@@ -182,6 +182,30 @@ def test_cli_maps_with_a_checkpoint(tmp_path, checkpoint, capsys):
     assert classes.shape == (64, 96) and 1 <= classes.min() and classes.max() <= 8
 
 
+def test_library_call_maps_like_the_cli_with_batches(tmp_path, checkpoint, capsys):
+    from terralite.benchmark.mapping import map_raster
+
+    src = write_raster(tmp_path / "in.tif", random_image(64, 96, seed=5))
+    summary = map_raster(checkpoint, src, tmp_path / "lib.tif", tile=64, overlap=16, batch_size=2, progress=False)
+    assert summary["output"] == str(tmp_path / "lib.tif") and summary["tiles"] == 2
+    # --batch is the old spelling of --batch-size
+    assert main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "cli.tif"), "--tile", "64",
+                 "--overlap", "16", "--batch", "2", "--quiet"]) == 0
+    assert (read_map(tmp_path / "lib.tif")[0] == read_map(tmp_path / "cli.tif")[0]).all()
+
+
+def test_tensorrt_runtime_without_tensorrt_is_a_clear_error(tmp_path, checkpoint, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    src = write_raster(tmp_path / "in.tif", random_image(64, 64))
+    rc = main(["predict", str(checkpoint), str(src), "--out", str(tmp_path / "map.tif"), "--tile", "64",
+               "--runtime", "tensorrt", "--quiet"])
+    assert rc == 2 and "TensorRT is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "map.tif").exists()
+
+
 def test_cli_bad_inputs_give_one_line_errors(tmp_path, checkpoint, capsys):
     not_raster = tmp_path / "notes.tif"
     not_raster.write_text("not a raster")

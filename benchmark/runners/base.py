@@ -3,9 +3,10 @@
 A runner is built for fixed conditions — input ``batch x in_channels x size x size``, device, precision
 and TTA mode — so that everything a runtime prepares (export, engine build, compilation, CUDA graph
 capture) happens once, outside the timed region. Subclasses implement ``_forward(x)``: one network call
-on a tensor on the runner's device (for ``hflip-batched`` the batch is doubled). The base class wraps it
-in the TTA views (flips and merge included in the timed call) and times it: with CUDA events recorded
-on the current stream and one synchronisation at the end on a GPU, with ``time.perf_counter`` on a CPU.
+on a tensor on the runner's device (for ``hflip-batched`` the batch is doubled; the other modes call it
+once per view). The base class wraps it in the TTA views (flips and merge included in the timed call) and
+times it: with CUDA events recorded on the current stream and one synchronisation at the end on a GPU,
+with ``time.perf_counter`` on a CPU.
 """
 
 from __future__ import annotations

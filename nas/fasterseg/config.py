@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from terralite.config import migrate_job_keys
+from terralite.data.registry import DataConfig
 from terralite.errors import TerraLiteError
 
 
@@ -21,7 +23,7 @@ class TargetConfig:
 
 @dataclass
 class FasterSegSearchConfig:
-    data: str = ""
+    data: DataConfig = field(default_factory=DataConfig)  # the dataset (a root folder is shorthand for data.root)
     out: str = ""
     preset: str = "oem"  # search-space preset (terralite.search_spaces.fasterseg.config.PRESETS)
     space: dict = field(default_factory=dict)  # overrides of FasterSegSpaceConfig fields
@@ -31,12 +33,12 @@ class FasterSegSearchConfig:
     lut_iters: int = 20
     warmup_epochs: int = 20
     epochs: int = 30
-    steps_per_epoch: int | None = None  # cap on weight steps per epoch (None: one pass over the weight half)
+    steps_per_epoch: int = 0  # cap on weight steps per epoch; 0 = one pass over the weight half
     crop: int = 512
-    batch_size: int = 8
+    batch_size: int = 8  # global batch (split across torchrun processes); at least 2 per process (BatchNorm)
     workers: int | None = None
-    bands: list[int] | None = None
-    skip_missing: bool = False
+    train_split: str = "train"  # cut into the weight half and the architecture half
+    val_split: str = "val"  # the supernet's heads are evaluated on it after every epoch
     lr_weights: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -48,13 +50,24 @@ class FasterSegSearchConfig:
     ohem_thresh: float = 0.7
     val_images: int | None = None  # evaluate the supernet on at most this many validation tiles
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA
+    amp: str = "auto"  # auto (bf16 where supported, else fp16, on CUDA; none on the CPU) | fp16 | bf16 | none
     channels_last: bool = True  # on CUDA
     seed: int = 0
+    resume: bool = False
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        """TerraLite 0.1 keys: ``amp`` was a bool (bf16 on CUDA), ``steps_per_epoch: null`` meant a full pass."""
+        data = migrate_job_keys(data)
+        if isinstance(data.get("amp"), bool):
+            data["amp"] = "auto" if data["amp"] else "none"
+        if "steps_per_epoch" in data and data["steps_per_epoch"] is None:
+            data["steps_per_epoch"] = 0
+        return data
 
     def validate(self) -> "FasterSegSearchConfig":
-        if not self.data:
-            raise TerraLiteError("search config: 'data' (the dataset root) is required")
+        if not (self.data.root or self.data.image):
+            raise TerraLiteError("search config needs a dataset: --data ROOT, or data.root / data.image in --config")
         if not self.out:
             raise TerraLiteError("search config: 'out' (the run folder) is required")
         if self.target.fps <= 0 or self.target.band < 0:
@@ -67,6 +80,8 @@ class FasterSegSearchConfig:
             raise TerraLiteError("search config: warmup_epochs and epochs must be >= 0 with at least one epoch in all")
         if self.batch_size < 2:
             raise TerraLiteError(f"search config: batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
+        if self.steps_per_epoch < 0:
+            raise TerraLiteError(f"search config: steps_per_epoch must be 0 (a full pass) or more, got {self.steps_per_epoch}")
         return self
 
 
@@ -83,3 +98,17 @@ SEARCH_PRESETS: dict[str, dict] = {
              "epochs": 1, "steps_per_epoch": 4, "val_images": 4, "lut_warmup": 1, "lut_iters": 3,
              "target": {"size": 64, "fps": 100.0}},
 }
+
+
+def resolve_search_config(preset: str | None = None, yaml_path: str | None = None, overrides: list[str] | None = None,
+                          **flags) -> FasterSegSearchConfig:
+    """Defaults ← search preset ← YAML ← ``key=value`` overrides ← explicit flags (dotted names; None = not given).
+
+    The preset is ``preset`` if given, else the YAML's/overrides' ``preset`` key, else ``oem``.
+    """
+    from terralite.config import load_yaml, parse_overrides, resolve_config
+
+    name = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset") or "oem"
+    if name not in SEARCH_PRESETS:
+        raise TerraLiteError(f"unknown search preset {name!r}; valid presets: {', '.join(SEARCH_PRESETS)}")
+    return resolve_config(FasterSegSearchConfig, yaml_path, overrides, base=SEARCH_PRESETS[name], fields=flags)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -30,6 +31,7 @@ from terralite.search_spaces.fasterseg.slimmable import build_slim_op
 from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.search_spaces.fasterseg.supernet import ROLES, WIDTH_OFFSET
 from terralite.device import device_name
+from terralite.errors import TerraLiteError
 from terralite.versions import library_versions
 
 # weights of the three decoupled latency evaluations (ops live, paths live, widths live) — METHODS §2
@@ -258,3 +260,32 @@ class SupernetLatency(nn.Module):
     def loss(self, supernet) -> torch.Tensor:
         """The decoupled latency: 0.002·ops-live + 0.994·paths-live + 0.004·widths-live (ms)."""
         return sum(w * self(supernet, live) for live, w in DECOUPLED_WEIGHTS.items())
+
+
+def measure_table_for_preset(preset: str, overrides: dict, size: int, device: str, runtime: str, out: str | Path,
+                             in_channels: int = 3, num_classes: int = 8, warmup: int = 5, iters: int = 20,
+                             threads: int | None = None) -> LatencyTable:
+    """``terralite latency-table fasterseg``: measure the table of a space preset (``overrides``: space fields)
+    with progress lines on stderr, and save it to ``out`` (its folder is checked before anything is timed)."""
+    import sys
+
+    from terralite.atomic import ensure_parent
+    from terralite.device import resolve_device
+    from terralite.search_spaces.fasterseg.config import preset_config
+
+    if size % 32 or size < 32:
+        raise TerraLiteError(f"--size must be a positive multiple of 32, got {size}")
+    ensure_parent(out)
+    dev = resolve_device(device)
+    try:
+        space = FasterSegSearchSpace(preset_config(preset, **overrides), in_channels, num_classes)
+    except TypeError as exc:
+        raise TerraLiteError(f"--set: {exc}") from None
+
+    def progress(n: int, total: int, key: str) -> None:
+        if n == 1 or n % 25 == 0 or n == total:
+            print(f"latency-table: {n}/{total} {key}", file=sys.stderr)
+
+    table = measure_table(space, size, dev, runtime, warmup, iters, threads, progress)
+    table.save(out)
+    return table

@@ -11,7 +11,11 @@
   mIoU × (latency/target)^-0.07, the teacher's by mIoU), their end-to-end latency read from the table and
   their supernet mIoU measured on the validation split; λ is halved when the student is faster than the
   target band and doubled when slower. Architectures, the log and the plot are written every epoch; the
-  search state is checkpointed atomically, so ``resume`` continues from the last finished epoch.
+  search state is checkpointed atomically (``last.pt``), so ``resume`` continues from the last finished epoch.
+
+The search is a user of the shared run loop (:mod:`terralite.engine.run`): device, DDP, AMP, seeding, run
+folder, resume, checkpoints, log and progress are the loop's; the steps, derivation and λ control are here.
+``batch_size`` is global (split across ``torchrun`` processes), as for training.
 """
 
 from __future__ import annotations
@@ -34,93 +38,85 @@ from terralite.search_spaces.fasterseg.config import preset_config
 from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 from terralite.search_spaces.fasterseg.supernet import ROLES, branch_key
 from terralite.atomic import write_text_atomic
-from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.engine.distributed import barrier
+from terralite.nas.base import SearchMethod
 from terralite.errors import TerraLiteError
-from terralite.run_folder import EpochTimer, RunFolder
 
-STATE_FILE = "search_state.pt"
 LATENCY_EXPONENT = -0.07  # branch-set choice: mIoU × (latency / target)^-0.07
 
 
-class FasterSegSearch:
-    """One search run; :meth:`run` does everything. Built pieces are attributes, for tests and tools."""
+class FasterSegSearch(SearchMethod):
+    """One search run on the shared run loop; :func:`search` is the usual entry. Built pieces are attributes."""
 
-    def __init__(self, cfg: FasterSegSearchConfig, resume: bool = False):
-        from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
-        from terralite.data.openearthmap import OpenEarthMapDataset
+    seed_per_rank = True  # each process draws its own Gumbel noise
+    log_columns = ("epoch", "phase", "loss", "arch_loss", "latency_loss_ms", "latency_weight", "teacher_miou",
+                   "student_miou", "teacher_ms", "student_ms", "student_fps", "teacher_branches", "student_branches")
+    shown_metrics = ("phase", "loss", "student_miou", "student_ms", "student_fps", "latency_weight")
+
+    def check_config(self, cfg: FasterSegSearchConfig) -> None:
+        cfg.validate()
+
+    def total_epochs(self) -> int:
+        return self.cfg.warmup_epochs + self.cfg.epochs
+
+    def build(self) -> None:
+        from terralite.data.registry import describe_data
         from terralite.data.transforms import train_transform
-        from terralite.device import resolve_device
-        from terralite.engine.distributed import init_distributed
-        from terralite.engine.loader import build_loader
-        from terralite.engine.rng import seed_everything
         from terralite.losses import build_loss
         from terralite.metrics import ConfusionMatrix
 
-        self.cfg = cfg.validate()
+        cfg = self.cfg
         self.ConfusionMatrix = ConfusionMatrix
-        self.ignore_index = IGNORE_INDEX
-        self.dist, self.device = init_distributed(resolve_device(cfg.device))
         self.run_dir = Path(cfg.out)
-        self.folder = RunFolder(self.run_dir, enabled=self.dist.is_main)
-        state_path = self.run_dir / STATE_FILE
-        if resume and not state_path.is_file():
-            raise TerraLiteError(f"cannot resume: {state_path} does not exist (start the search without --resume)")
-        if not resume and state_path.is_file():
-            raise TerraLiteError(f"{self.run_dir} already holds a search ({STATE_FILE}); pass --resume to continue it or choose another --out")
-        seed_everything(cfg.seed + self.dist.rank)
+        per_rank = self.per_process_batch(minimum=2)  # BatchNorm needs two images per process
 
         # -- data: one shuffle of the training split, two disjoint halves --------------------------
         self.generator = torch.Generator()
-        train = OpenEarthMapDataset(cfg.data, "train", transform=train_transform(cfg.crop, generator=self.generator),
-                                    skip_missing=cfg.skip_missing, bands=cfg.bands)
+        record = (self.resume_ckpt or {}).get("input")
+        train, val = self.build_datasets(record, train_transform(cfg.crop, generator=self.generator), val_split=cfg.val_split)
+        self.data_name = describe_data(cfg.data)
+        self.train_size = len(train)
         order = np.random.default_rng(cfg.seed).permutation(len(train))
         half = len(train) // 2
         self.split = {"weights": sorted(order[:half].tolist()), "arch": sorted(order[half:].tolist())}
         per_process = -(-half // self.dist.world_size)
-        if per_process < cfg.batch_size:
+        if per_process < per_rank:
             if self.dist.enabled:
                 share, fix = f"{per_process} per process over {self.dist.world_size} processes", "lower batch_size or start fewer processes"
             else:
                 share, fix = f"{half} tiles", "lower batch_size"
-            raise TerraLiteError(f"the training split of {cfg.data} has {len(train)} tiles: each half ({share}) must hold at "
-                                 f"least one batch of {cfg.batch_size}; {fix}")
-        common = dict(seed=cfg.seed, device=self.device, num_workers=cfg.workers, drop_last=True,
-                      rank=self.dist.rank, world_size=self.dist.world_size, generator=self.generator)
-        self.weight_loader = build_loader(Subset(train, self.split["weights"]), cfg.batch_size, shuffle=True, **common)
-        self.arch_loader = build_loader(Subset(train, self.split["arch"]), cfg.batch_size, shuffle=True,
-                                        **{**common, "seed": cfg.seed + 1})
-        record = train.input_record()
-        val = OpenEarthMapDataset(cfg.data, "val", skip_missing=cfg.skip_missing, bands=record["bands"],
-                                  mean=record["mean"], std=record["std"])
+            raise TerraLiteError(f"the training split of {self.data_name} has {len(train)} tiles: each half ({share}) must hold at "
+                                 f"least one batch of {per_rank}; {fix}")
+        self.weight_loader = self.make_loader(Subset(train, self.split["weights"]), per_rank, generator=self.generator)
+        self.arch_loader = self.make_loader(Subset(train, self.split["arch"]), per_rank, seed_offset=1, generator=self.generator)
         if cfg.val_images is not None:
             val = Subset(val, list(range(min(cfg.val_images, len(val)))))
-        self.val_loader = build_loader(val, 1, device=self.device, num_workers=cfg.workers,
-                                       rank=self.dist.rank, world_size=self.dist.world_size)
-        self.input_record = record
+        self.val_loader = self.make_loader(val, 1, shuffle=False, drop_last=False)
+        self.input_record = train.input_record()
+        self.ignore_index = train.ignore_index  # classes and the ignore index are the dataset's
 
         # -- space, table, supernet, optimisers -------------------------------------------------------
-        self.space = FasterSegSearchSpace(preset_config(cfg.preset, **cfg.space), train.num_bands, NUM_CLASSES)
+        self.space = FasterSegSearchSpace(preset_config(cfg.preset, **cfg.space), train.num_bands, train.num_classes)
         self.table = self._latency_table()
         self.supernet = self.space.supernet().to(self.device)
         if self.device.type == "cuda" and cfg.channels_last:
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
+        self.raw_model = self.supernet
         self.latency = SupernetLatency(self.space, self.table, cfg.target.size).to(self.device)
-        self.model = self.supernet
-        if self.dist.enabled:
-            # the teacher's forward leaves the student's stem and heads unused, and vice versa
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.supernet, device_ids=[self.device.index] if self.device.type == "cuda" else None, find_unused_parameters=True)
+        # the teacher's forward leaves the student's stem and heads unused, and vice versa
+        self.model = self.wrap_ddp(self.supernet, find_unused_parameters=True)
         self.opt_w = torch.optim.SGD(self.supernet.weight_parameters(), lr=cfg.lr_weights, momentum=cfg.momentum,
                                      weight_decay=cfg.weight_decay)
         self.opt_a = torch.optim.Adam(self.supernet.arch_parameters(), lr=cfg.lr_arch, betas=tuple(cfg.arch_betas),
                                       weight_decay=cfg.arch_weight_decay)
-        self.criterion = build_loss({"ohem": {"weight": 1.0, "thresh": cfg.ohem_thresh}}, IGNORE_INDEX)
+        self.criterion = build_loss({"ohem": {"weight": 1.0, "thresh": cfg.ohem_thresh}}, self.ignore_index)
         self.latency_weight = cfg.latency_weight
-        self.start_epoch, self.history = 0, []
-        if resume:
-            self._load_state(state_path)
-        self.folder.save_config(cfg)
+        self.history = []
+
+    def describe(self) -> str:
+        t = self.cfg.target
+        return (f"fasterseg search on {self.data_name} ({self.train_size} tiles, two halves) on {self.device} "
+                f"x{self.dist.world_size}, amp={self.amp}, target {t.fps:g} FPS ({t.runtime}/{t.device}@{t.size})")
 
     # -- latency table -------------------------------------------------------------------------------
     def _latency_table(self) -> LatencyTable:
@@ -131,37 +127,35 @@ class FasterSegSearch:
             table = LatencyTable.load(self.cfg.lut)
             table.check_conditions(expected)
             if self.dist.is_main and Path(self.cfg.lut).resolve() != used.resolve():
+                used.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.cfg.lut, used)
             return table
         if not used.is_file():  # else measured by an earlier start of this run
             # one process measures (concurrent timings would disturb each other), the others read its file
             if self.dist.is_main:
-                self.folder.info(f"measuring a latency table for {t.runtime} on {t.device} at {t.size}x{t.size} (no --lut given)")
-                measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup,
-                              self.cfg.lut_iters).save(used)
+                self.note(f"measuring a latency table for {t.runtime} on {t.device} at {t.size}x{t.size} (no --lut given)")
+                used.parent.mkdir(parents=True, exist_ok=True)
+                # timing builds and feeds random operators: keep that off the search's random streams, so
+                # a search gives the same result whether its table was measured here or passed with --lut
+                with torch.random.fork_rng(devices=[]):
+                    measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup,
+                                  self.cfg.lut_iters).save(used)
             barrier()
         table = LatencyTable.load(used)
         table.check_conditions(expected)
         return table
 
     # -- state ---------------------------------------------------------------------------------------
-    def _save_state(self, epoch: int) -> None:
-        if not self.dist.is_main:
-            return
-        from terralite.engine.rng import get_rng_state
-
-        spec = {"kind": "fasterseg-supernet", "space": dataclasses.asdict(self.space.cfg),
+    def checkpoint_spec(self) -> dict:
+        return {"kind": "fasterseg-supernet", "space": dataclasses.asdict(self.space.cfg),
                 "in_channels": self.space.in_channels, "num_classes": self.space.num_classes}
-        save_checkpoint(self.run_dir / STATE_FILE, spec, self.supernet.state_dict(), epoch=epoch,
-                        optimizer={"weights": self.opt_w.state_dict(), "arch": self.opt_a.state_dict()},
-                        config=dataclasses.asdict(self.cfg), input=self.input_record,
-                        search={"latency_weight": self.latency_weight, "history": self.history, "split": self.split,
-                                "rng": get_rng_state()})
 
-    def _load_state(self, path: Path) -> None:
-        from terralite.engine.rng import set_rng_state
+    def job_state(self) -> dict:
+        return {"optimizer": {"weights": self.opt_w.state_dict(), "arch": self.opt_a.state_dict()},
+                "search": {"latency_weight": self.latency_weight, "history": self.history, "split": self.split}}
 
-        ckpt = load_checkpoint(path, map_location=self.device)
+    def load_job_state(self, ckpt: dict) -> None:
+        path = self.run_dir / "last.pt"
         if ckpt["spec"].get("space") != dataclasses.asdict(self.space.cfg):
             raise TerraLiteError(f"{path} holds a search over another space configuration; resume with the config it was started with")
         if ckpt["search"]["split"] != self.split:
@@ -171,16 +165,8 @@ class FasterSegSearch:
         self.opt_a.load_state_dict(ckpt["optimizer"]["arch"])
         self.latency_weight = ckpt["search"]["latency_weight"]
         self.history = ckpt["search"]["history"]
-        set_rng_state(ckpt["search"]["rng"])
-        self.start_epoch = ckpt["epoch"] + 1
-        self.folder.info(f"resumed from {path} after epoch {self.start_epoch}")
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _autocast(self):
-        if self.device.type == "cuda" and self.cfg.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast(self.device.type, enabled=False)
-
     def _batch(self, batch):
         images, labels = batch
         images = images.to(self.device, non_blocking=True)
@@ -189,7 +175,7 @@ class FasterSegSearch:
         return images, labels.to(self.device, non_blocking=True)
 
     def _seg_loss(self, images, labels, role: str, width_mode: str) -> torch.Tensor:
-        with self._autocast():
+        with self.autocast():
             preds = self.model(images, role=role, width_mode=width_mode)
         size = next(iter(preds.values())).shape[-2:]
         # supervision at 1/8: nearest subsampling keeps the ignore index intact
@@ -241,7 +227,7 @@ class FasterSegSearch:
             matrices = {k: self.ConfusionMatrix(self.space.num_classes, self.ignore_index, self.device) for k in keys}
             for batch in self.val_loader:
                 images, labels = self._batch(batch)
-                with self._autocast():
+                with self.autocast():
                     preds = self.supernet(images, role=role, width_mode="max" if role == "teacher" else "argmax")
                 for k in keys:
                     logits = F.interpolate(preds[k].float(), size=labels.shape[-2:], mode="bilinear", align_corners=True)
@@ -278,72 +264,69 @@ class FasterSegSearch:
         write_text_atomic(self.run_dir / f"{role}.json", text)
 
     # -- the loop --------------------------------------------------------------------------------------
-    def run(self) -> Path:
+    def train_epoch(self, epoch: int, first_batch: int) -> dict:
         cfg = self.cfg
-        total = cfg.warmup_epochs + cfg.epochs
-        timer = EpochTimer(total, self.start_epoch)
+        searching = epoch >= cfg.warmup_epochs
         self.supernet.train()
-        for epoch in range(self.start_epoch, total):
-            searching = epoch >= cfg.warmup_epochs
-            self.weight_loader.sampler.set_epoch(epoch)
-            self.arch_loader.sampler.set_epoch(epoch)
-            arch_batches = iter(self.arch_loader)
-            sums = {"loss": 0.0, "arch_loss": 0.0, "latency_loss": 0.0}
-            steps = 0
-            for batch in self.weight_loader:
-                if cfg.steps_per_epoch is not None and steps >= cfg.steps_per_epoch:
-                    break
-                if searching:
-                    try:
-                        arch_batch = next(arch_batches)
-                    except StopIteration:
-                        arch_batches = iter(self.arch_loader)
-                        arch_batch = next(arch_batches)
-                    arch_loss, lat = self._arch_step(*self._batch(arch_batch))
-                    sums["arch_loss"] += arch_loss
-                    sums["latency_loss"] += lat
-                    sums["loss"] += self._weight_step(*self._batch(batch))
-                else:
-                    sums["loss"] += self._warmup_step(*self._batch(batch))
-                steps += 1
-            if steps == 0:
-                raise TerraLiteError("an epoch had no batch: the weight half of the training split is smaller than one batch")
-            miou = self.evaluate()
-            derived = self.derive(miou)
-            student_fps = 1000.0 / derived["student"]["latency_ms"]
-            weight_used = self.latency_weight
-            if searching:  # keep the student inside [fps, fps·(1+band)]
-                if student_fps < cfg.target.fps:
-                    self.latency_weight *= 2.0
-                elif student_fps > cfg.target.fps * (1.0 + cfg.target.band):
-                    self.latency_weight /= 2.0
-            row = {"epoch": epoch + 1, "phase": "search" if searching else "warmup",
-                   "loss": sums["loss"] / steps, "arch_loss": sums["arch_loss"] / steps, "latency_loss_ms": sums["latency_loss"] / steps,
-                   "latency_weight": weight_used,
+        self.weight_loader.sampler.set_epoch(epoch)
+        self.arch_loader.sampler.set_epoch(epoch)
+        arch_batches = iter(self.arch_loader)
+        sums = {"loss": 0.0, "arch_loss": 0.0, "latency_loss": 0.0}
+        total = min(len(self.weight_loader), cfg.steps_per_epoch) if cfg.steps_per_epoch else len(self.weight_loader)
+        bar = self.progress(total, 0, epoch)
+        steps = 0
+        for batch in self.weight_loader:
+            if steps >= total:
+                break
+            if searching:
+                try:
+                    arch_batch = next(arch_batches)
+                except StopIteration:
+                    arch_batches = iter(self.arch_loader)
+                    arch_batch = next(arch_batches)
+                arch_loss, lat = self._arch_step(*self._batch(arch_batch))
+                sums["arch_loss"] += arch_loss
+                sums["latency_loss"] += lat
+                sums["loss"] += self._weight_step(*self._batch(batch))
+            else:
+                sums["loss"] += self._warmup_step(*self._batch(batch))
+            steps += 1
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        if steps == 0:
+            raise TerraLiteError("an epoch had no batch: the weight half of the training split is smaller than one batch")
+        return {"phase": "search" if searching else "warmup", "loss": sums["loss"] / steps,
+                "arch_loss": sums["arch_loss"] / steps, "latency_loss_ms": sums["latency_loss"] / steps}
+
+    def end_epoch(self, epoch: int, metrics: dict) -> dict:
+        cfg = self.cfg
+        miou = self.evaluate()
+        derived = self.derive(miou)
+        student_fps = 1000.0 / derived["student"]["latency_ms"]
+        weight_used = self.latency_weight
+        if metrics["phase"] == "search":  # keep the student inside [fps, fps·(1+band)]
+            if student_fps < cfg.target.fps:
+                self.latency_weight *= 2.0
+            elif student_fps > cfg.target.fps * (1.0 + cfg.target.band):
+                self.latency_weight /= 2.0
+        metrics = {**metrics, "latency_weight": weight_used,
                    "teacher_miou": derived["teacher"]["miou"], "student_miou": derived["student"]["miou"],
                    "teacher_ms": derived["teacher"]["latency_ms"], "student_ms": derived["student"]["latency_ms"],
                    "student_fps": student_fps, "teacher_branches": derived["teacher"]["branch_set"],
                    "student_branches": derived["student"]["branch_set"]}
-            self.history.append({"epoch": epoch + 1, **arch_summary(self.supernet, "student")})
-            if self.dist.is_main:
-                for role in ROLES:
-                    self._write_arch(role, derived[role], epoch)
-                self.folder.log_row(row)
-                plot_arch_evolution(self.history, self.run_dir / "arch_evolution.png")
-            self._save_state(epoch)
-            self.folder.info(timer.line(epoch, {k: row[k] for k in ("phase", "loss", "student_miou", "student_ms", "student_fps", "latency_weight")}))
+        self.history.append({"epoch": epoch + 1, **arch_summary(self.supernet, "student")})
+        if self.dist.is_main:
+            for role in ROLES:
+                self._write_arch(role, derived[role], epoch)
+            plot_arch_evolution(self.history, self.run_dir / "arch_evolution.png")
+        return metrics
+
+    def finish(self) -> None:
         self.folder.info(f"search finished: {self.run_dir / 'student.json'}, {self.run_dir / 'teacher.json'}")
-        self.folder.close()
-        return self.run_dir
 
 
-def search_fasterseg(cfg: FasterSegSearchConfig, resume: bool = False) -> Path:
-    """Run (or resume) a FasterSeg search; returns the run folder."""
-    from terralite.engine.distributed import shutdown_distributed
-
-    runner = FasterSegSearch(cfg, resume)
-    try:
-        return runner.run()
-    finally:
-        if runner.dist.owns_group:
-            shutdown_distributed()
+def search(cfg: FasterSegSearchConfig) -> Path:
+    """Run (or, with ``cfg.resume``, resume) a FasterSeg search; returns the run folder."""
+    return FasterSegSearch(cfg).run()

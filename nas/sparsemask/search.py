@@ -14,34 +14,35 @@ derivation tightened if that count is over the budget).
 
 Run folder: ``config.yaml``, ``log.csv``, ``run.log``, ``last.pt`` (end of every epoch; ``resume=True``
 continues from it), ``gates.json`` (the gates), ``arch.json`` (a full model spec, rewritten every epoch so a
-killed search leaves a usable architecture) and ``connectivity.png``. Works under ``torchrun`` (DDP).
+killed search leaves a usable architecture) and ``connectivity.png``. Works under ``torchrun`` (DDP). The
+search is a user of the shared run loop (:mod:`terralite.engine.run`); a resumed search on the CPU ends with
+the gates and weights of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn as nn
 
-from terralite.config import from_dict, to_dict
+from terralite.config import migrate_job_keys
+from terralite.data.registry import DataConfig
+from terralite.nas.base import SearchMethod
 from terralite.errors import TerraLiteError
 
 SUPERNET_KIND = "sparsemask-supernet"  # spec kind recorded in search checkpoints (not a buildable model kind)
-RESUME_MAY_CHANGE = ("epochs", "device", "workers", "val_every")
+RESUME_MAY_CHANGE = ("data", "out", "epochs", "device", "workers", "val_every")
 
 
 @dataclass
 class SparseMaskSearchConfig:
     """Everything one search needs; see the module docstring for the recipe."""
 
-    data: str = ""
+    data: DataConfig = field(default_factory=DataConfig)  # the dataset (a root folder is shorthand for data.root)
     out: str = ""
     preset: str = "oem"
     epochs: int = 50
@@ -61,15 +62,17 @@ class SparseMaskSearchConfig:
     train_split: str = "train"
     val_split: str | None = "val"
     val_every: int = 1
-    max_steps_per_epoch: int = 0  # 0 = the whole split
-    encoder_weights: str | None = None  # torchvision mobilenet_v2 ImageNet weights file (optional)
-    bands: list[Any] | None = None
-    skip_missing: bool = False
+    steps_per_epoch: int = 0  # cap on steps per epoch; 0 = the whole split
+    encoder_weights: str | None = None  # torchvision mobilenet_v2 ImageNet weights file: initialises, not stored in arch.json
     device: str = "auto"
-    amp: str = "auto"
+    amp: str = "auto"  # auto | fp16 | bf16 | none
     workers: int | None = None
     seed: int = 0
     resume: bool = False
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        return migrate_job_keys(data)
 
 
 PRESETS: dict[str, dict] = {
@@ -81,19 +84,16 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def resolve_search_config(preset: str | None = None, overrides: list[str] | None = None, **flags: Any) -> SparseMaskSearchConfig:
-    """Defaults ← preset ← ``key=value`` overrides ← explicit flags (None = not given)."""
-    from terralite.config import merge, parse_overrides
+def resolve_search_config(preset: str | None = None, overrides: list[str] | None = None, yaml_path: str | None = None,
+                          **flags) -> SparseMaskSearchConfig:
+    """Defaults ← preset ← YAML ← ``key=value`` overrides ← explicit flags (dotted names; None = not given)."""
+    from terralite.config import load_yaml, parse_overrides, resolve_config
 
-    user = parse_overrides(overrides)
-    name = preset or user.pop("preset", None) or "oem"
+    name = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset") or "oem"
     if name not in PRESETS:
         raise TerraLiteError(f"unknown sparsemask search preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    data = merge({**copy.deepcopy(PRESETS[name]), "preset": name}, user)
-    for key, value in flags.items():
-        if value is not None:
-            data[key] = value
-    return from_dict(SparseMaskSearchConfig, data)
+    return resolve_config(SparseMaskSearchConfig, yaml_path, overrides, base={**copy.deepcopy(PRESETS[name]), "preset": name},
+                          fields=flags)
 
 
 def search(cfg: SparseMaskSearchConfig) -> Path:
@@ -102,9 +102,10 @@ def search(cfg: SparseMaskSearchConfig) -> Path:
 
 
 def _check_config(cfg: SparseMaskSearchConfig) -> None:
-    for key in ("data", "out"):
-        if not getattr(cfg, key):
-            raise TerraLiteError(f"search config needs {key!r} (--{key})")
+    if not cfg.out:
+        raise TerraLiteError("search config needs 'out' (--out)")
+    if not (cfg.data.root or cfg.data.image):
+        raise TerraLiteError("search config needs a dataset: --data ROOT, or data.root / data.image in --config")
     for key in ("epochs", "batch_size", "val_every"):
         if getattr(cfg, key) < 1:
             raise TerraLiteError(f"{key} must be at least 1, got {getattr(cfg, key)}")
@@ -118,130 +119,78 @@ def _check_config(cfg: SparseMaskSearchConfig) -> None:
         raise TerraLiteError(f"--budget-gmacs must be positive, got {cfg.budget_gmacs}")
 
 
-class SparseMaskSearch:
-    """One search run; :func:`search` is the usual entry."""
+class SparseMaskSearch(SearchMethod):
+    """One search run on the shared run loop; :func:`search` is the usual entry."""
 
-    def __init__(self, cfg: SparseMaskSearchConfig):
+    resume_may_change = RESUME_MAY_CHANGE
+    log_columns = ("epoch", "task_loss", "sparsity_loss", "val_miou", "connections", "params_m", "gmacs",
+                   "gate_polarisation", "mean_gate", "unbudgeted_gmacs", "rho")
+    shown_metrics = ("task_loss", "sparsity_loss", "val_miou", "connections", "params_m", "gmacs", "gate_polarisation")
+
+    def check_config(self, cfg: SparseMaskSearchConfig) -> None:
         _check_config(cfg)
-        self.cfg = cfg
 
     # ------------------------------------------------------------------ setup
-    def _setup(self) -> None:
-        from terralite.search_spaces.sparsemask.cost import CostModel
-        from terralite.search_spaces.sparsemask.supernet import SparseMaskSupernet
-        from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
-        from terralite.device import resolve_device
-        from terralite.engine.distributed import init_distributed
-        from terralite.engine.evaluate import resolve_amp
-        from terralite.engine.loader import build_loader
+    def build(self) -> None:
+        from terralite.data.registry import describe_data
+        from terralite.data.transforms import train_transform
         from terralite.engine.optim import build_scheduler
         from terralite.engine.presets import ScheduleConfig
-        from terralite.engine.rng import seed_everything
         from terralite.losses import build_loss
-        from terralite.run_folder import RunFolder, start_or_resume
-
         from terralite.nas.sparsemask.budget import TargetRatioController, base_targets
+        from terralite.search_spaces.sparsemask.cost import CostModel
+        from terralite.search_spaces.sparsemask.supernet import SparseMaskSupernet
 
         cfg = self.cfg
-        out = Path(cfg.out)
-        cfg, self.resume_ckpt = start_or_resume(out, cfg, cfg.resume, RESUME_MAY_CHANGE, what="search")
-        self.cfg = cfg
-
-        self.dist, self.device = init_distributed(resolve_device(cfg.device))
-        self.amp = resolve_amp(cfg.amp, self.device)
-        if cfg.batch_size % self.dist.world_size or cfg.batch_size // self.dist.world_size < 2:
-            raise TerraLiteError(f"batch_size {cfg.batch_size} must give at least 2 images to each of the {self.dist.world_size} "
-                                 "process(es) (the supernet's BN on the globally pooled feature needs 2) and divide evenly")
-        seed_everything(cfg.seed)
-        self._datasets()
-        self.num_classes = NUM_CLASSES
-        model = SparseMaskSupernet(self.train_set.num_bands, NUM_CLASSES, cfg.encoder_weights, noise_std=cfg.gate_noise).to(self.device)
+        # the supernet's BN on the globally pooled feature needs 2 images per process
+        per_rank = self.per_process_batch(minimum=2)
+        self.generator = torch.Generator()
+        transform = train_transform(cfg.crop or None, flip_rotate=cfg.augment, generator=self.generator)
+        record = (self.resume_ckpt or {}).get("input")
+        self.train_set, self.val_set = self.build_datasets(record, transform, val_split=cfg.val_split)
+        self.data_name = describe_data(cfg.data)
+        self.input_record = self.train_set.input_record()
+        self.num_classes = self.train_set.num_classes  # classes and the ignore index are the dataset's
+        model = SparseMaskSupernet(self.train_set.num_bands, self.num_classes, cfg.encoder_weights, noise_std=cfg.gate_noise).to(self.device)
         self.raw_model = model
         self.optimizer = torch.optim.SGD([
             {"params": list(model.encoder.parameters()), "lr": cfg.lr},
             {"params": list(model.decoder_parameters()), "lr": cfg.lr * cfg.decoder_lr_mult},
             {"params": model.gate_parameters(), "lr": cfg.lr * cfg.decoder_lr_mult},
         ], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        if self.dist.enabled:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        self.model = model
-        self.criterion = build_loss("ce", IGNORE_INDEX).to(self.device)
-        per_rank = cfg.batch_size // self.dist.world_size
-        self.loader = build_loader(self.train_set, per_rank, shuffle=True, seed=cfg.seed, device=self.device,
-                                   num_workers=cfg.workers, drop_last=True, rank=self.dist.rank,
-                                   world_size=self.dist.world_size, generator=self.generator)
+        self.model = self.wrap_ddp(model)
+        self.criterion = build_loss("ce", self.train_set.ignore_index).to(self.device)
+        self.loader = self.make_loader(self.train_set, per_rank, generator=self.generator)
         batches = len(self.loader.sampler.shard()) // per_rank
-        if cfg.max_steps_per_epoch:
-            batches = min(batches, cfg.max_steps_per_epoch)
+        if cfg.steps_per_epoch:
+            batches = min(batches, cfg.steps_per_epoch)
         if batches == 0:
             raise TerraLiteError(f"the {cfg.train_split} split has {len(self.train_set)} tiles, too few for batch_size {cfg.batch_size}")
         self.steps_per_epoch = batches
         self.scheduler = build_scheduler(self.optimizer, ScheduleConfig(name="poly", power=cfg.poly_power), batches, batches * cfg.epochs)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
-        self.cost = CostModel(cfg.profile_size, in_channels=self.train_set.num_bands, num_classes=NUM_CLASSES)
+        self.cost = CostModel(cfg.profile_size, in_channels=self.train_set.num_bands, num_classes=self.num_classes)
         self.controller = None
         self.targets = base_targets()
         if cfg.budget_gmacs is not None:
             self.controller = TargetRatioController(cfg.budget_gmacs * 1e9, self.cost)
-        self.start_epoch = 0
-        if self.resume_ckpt is not None:
-            self._restore(self.resume_ckpt)
-        if self.controller is not None:
-            self.targets = self.controller.targets()
-        self.run_folder = RunFolder(out, enabled=self.dist.is_main)
-        self.run_folder.save_config(cfg)
+        self.arch, self.metrics = None, {}
 
-    def _datasets(self) -> None:
-        from terralite.data.check import require_sound_dataset
-        from terralite.data.openearthmap import OpenEarthMapDataset
-        from terralite.data.transforms import train_transform
-
+    def describe(self) -> str:
         cfg = self.cfg
-        record = (self.resume_ckpt or {}).get("input") or {}
-        bands, mean, std = record.get("bands", cfg.bands), record.get("mean"), record.get("std")
-        if not cfg.skip_missing:
-            for split in filter(None, (cfg.train_split, cfg.val_split)):
-                require_sound_dataset(cfg.data, split)
-        if mean is None and self.dist.enabled:
-            # normalisation statistics take a pass over the split: rank 0 computes them, the others receive them
-            import torch.distributed as dist
-
-            box = [None]
-            if self.dist.is_main:
-                box = [OpenEarthMapDataset(cfg.data, cfg.train_split, skip_missing=cfg.skip_missing, bands=bands).input_record()]
-            dist.broadcast_object_list(box, src=0)
-            bands, mean, std = box[0]["bands"], box[0]["mean"], box[0]["std"]
-        self.generator = torch.Generator()
-        transform = train_transform(cfg.crop or None, flip_rotate=cfg.augment, generator=self.generator)
-        self.train_set = OpenEarthMapDataset(cfg.data, cfg.train_split, transform=transform, skip_missing=cfg.skip_missing,
-                                             bands=bands, mean=mean, std=std)
-        self.val_set = None
-        if cfg.val_split:
-            self.val_set = OpenEarthMapDataset(cfg.data, cfg.val_split, skip_missing=cfg.skip_missing, bands=self.train_set.bands,
-                                               mean=self.train_set.mean, std=self.train_set.std)
-        self.input_record = self.train_set.input_record()
+        return (f"sparsemask search on {self.data_name} ({len(self.train_set)} tiles, {self.steps_per_epoch} steps/epoch) "
+                f"on {self.device} x{self.dist.world_size}, amp={self.amp}, lambda={cfg.sparsity_weight}"
+                + (f", budget {cfg.budget_gmacs} GMACs at {cfg.profile_size}" if cfg.budget_gmacs is not None else ""))
 
     # ------------------------------------------------------------ checkpoints
-    def _spec(self) -> dict:
-        return {"kind": SUPERNET_KIND, "in_channels": self.train_set.num_bands, "num_classes": self.num_classes,
-                "encoder_weights": self.cfg.encoder_weights}
+    def checkpoint_spec(self) -> dict:
+        return {"kind": SUPERNET_KIND, "in_channels": self.train_set.num_bands, "num_classes": self.num_classes}
 
-    def _save(self, epoch: int, metrics: dict) -> None:
-        if not self.dist.is_main:
-            return
-        from terralite.checkpoint import save_checkpoint
-        from terralite.engine.rng import get_rng_state
+    def job_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "controller": self.controller.state_dict() if self.controller else {}}
 
-        save_checkpoint(Path(self.cfg.out) / "last.pt", self._spec(), self.raw_model.state_dict(),
-                        optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-                        scaler=self.scaler.state_dict(), epoch=epoch, config=to_dict(self.cfg), metrics=metrics,
-                        input=self.input_record, rng=get_rng_state(),
-                        controller=self.controller.state_dict() if self.controller else {})
-
-    def _restore(self, ckpt: dict) -> None:
-        from terralite.engine.rng import set_rng_state
-
+    def load_job_state(self, ckpt: dict) -> None:
         self.raw_model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -249,27 +198,24 @@ class SparseMaskSearch:
             self.scaler.load_state_dict(ckpt["scaler"])
         if self.controller is not None and ckpt.get("controller"):
             self.controller.load_state_dict(ckpt["controller"])
-        self.start_epoch = int(ckpt["epoch"])
-        if ckpt.get("rng"):
-            set_rng_state(ckpt["rng"])
+            self.targets = self.controller.targets()
 
     # ------------------------------------------------------------------ steps
-    def _train_epoch(self, epoch: int) -> dict:
+    def train_epoch(self, epoch: int, first_batch: int) -> dict:
         from terralite.engine.distributed import all_reduce_sum
-        from terralite.engine.evaluate import autocast_context
-
         from terralite.nas.sparsemask.sparsity import sparsity_loss
 
         cfg = self.cfg
         self.model.train()
         self.loader.sampler.set_epoch(epoch)
+        bar = self.progress(self.steps_per_epoch, 0, epoch)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # task loss, sparsity loss, batches
         for batch_index, (images, labels) in enumerate(self.loader):
             if batch_index >= self.steps_per_epoch:
                 break
             images = images.to(self.device, non_blocking=True)
             labels = labels.to(self.device, non_blocking=True)
-            with autocast_context(self.device, self.amp):
+            with self.autocast():
                 logits = self.model(images)
                 task = self.criterion(logits, labels)
             sparse = sparsity_loss(self.raw_model.last_gates, self.targets)  # fp32, outside autocast
@@ -281,10 +227,43 @@ class SparseMaskSearch:
             self.scheduler.step()
             self.raw_model.clamp_gates_()
             sums += torch.tensor([float(task.detach()), float(sparse.detach()), 1.0], dtype=torch.float64, device=self.device)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
         all_reduce_sum(sums)
         return {"task_loss": float(sums[0] / sums[2]), "sparsity_loss": float(sums[1] / sums[2])}
 
-    def _derive(self) -> tuple[dict | None, list[str], float]:
+    def end_epoch(self, epoch: int, metrics: dict) -> dict:
+        from terralite.nas.sparsemask.sparsity import gate_polarisation
+        from terralite.search_spaces.sparsemask.arch import arch_to_mask, num_connections
+        from terralite.search_spaces.sparsemask.topology import valid_entries
+
+        cfg = self.cfg
+        arch, dropped, plain_gmacs = self.derive()
+        gates = self.raw_model.gate_values()
+        metrics = {"epoch": epoch + 1, **metrics, "gate_polarisation": float(gate_polarisation(gates, valid_entries())),
+                   "mean_gate": float(np.clip(gates[valid_entries()], 0, 2).mean() / 2)}
+        if arch is None:
+            metrics.update(connections=0, params_m=math.nan, gmacs=math.nan)
+        else:
+            mask = arch_to_mask(arch)
+            metrics.update(connections=num_connections(arch), params_m=self.cost.mask_params(mask) / 1e6,
+                           gmacs=self.cost.mask_macs(mask) / 1e9, dropped_for_budget=dropped)
+        if self.controller is not None:
+            metrics["unbudgeted_gmacs"] = plain_gmacs
+            if arch is not None:
+                self.controller.update(plain_gmacs * 1e9)
+                self.targets = self.controller.targets()
+            metrics["rho"] = self.controller.rho  # the factor the next epoch trains with
+        if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            metrics["val_miou"] = self._validate()
+        if self.dist.is_main and arch is not None:
+            self._write_arch(arch, metrics, final=False)
+        self.arch, self.metrics = arch, metrics
+        return metrics
+
+    def derive(self) -> tuple[dict | None, list[str], float]:
         """``(architecture, connections dropped for the budget, GMACs of the plain derivation)``.
 
         The architecture has the budget enforced when there is one; it is None if the search collapsed. The
@@ -303,7 +282,7 @@ class SparseMaskSearch:
                 mask, dropped = derive_within_budget(gates, self.cost, self.cfg.budget_gmacs * 1e9, self.cfg.threshold)
         except TerraLiteError:
             return None, [], math.nan
-        return mask_to_arch(mask, encoder_weights=self.cfg.encoder_weights), dropped, plain_gmacs
+        return mask_to_arch(mask), dropped, plain_gmacs
 
     def _validate(self) -> float:
         from terralite.engine.evaluate import evaluate
@@ -349,75 +328,17 @@ class SparseMaskSearch:
         macs = fvcore_macs(model, torch.zeros(1, self.train_set.num_bands, size, size))
         return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6, "gmacs": macs / 1e9, "counter": "fvcore"}
 
-    # -------------------------------------------------------------------- run
-    def run(self) -> Path:
-        from terralite.search_spaces.sparsemask.arch import arch_to_mask, num_connections
-        from terralite.search_spaces.sparsemask.topology import valid_entries
-        from terralite.engine.distributed import barrier, shutdown_distributed
-        from terralite.run_folder import EpochTimer
-
-        from terralite.nas.sparsemask.sparsity import gate_polarisation
-
-        self._setup()
-        cfg, log = self.cfg, self.run_folder
-        try:
-            log.info(f"sparsemask search on {cfg.data} ({len(self.train_set)} tiles, {self.steps_per_epoch} steps/epoch) "
-                     f"on {self.device} x{self.dist.world_size}, amp={self.amp}, lambda={cfg.sparsity_weight}"
-                     + (f", budget {cfg.budget_gmacs} GMACs at {cfg.profile_size}" if cfg.budget_gmacs is not None else "")
-                     + (f", resumed after epoch {self.start_epoch}" if cfg.resume else ""))
-            timer = EpochTimer(cfg.epochs, self.start_epoch)
-            arch, metrics = None, {}
-            for epoch in range(self.start_epoch, cfg.epochs):
-                started = time.monotonic()
-                losses = self._train_epoch(epoch)
-                arch, dropped, plain_gmacs = self._derive()
-                gates = self.raw_model.gate_values()
-                metrics = {"epoch": epoch + 1, **losses, "gate_polarisation": gate_polarisation(gates, valid_entries()),
-                           "mean_gate": float(np.clip(gates[valid_entries()], 0, 2).mean() / 2)}
-                if arch is None:
-                    metrics.update(connections=0, params_m=math.nan, gmacs=math.nan)
-                else:
-                    mask = arch_to_mask(arch)
-                    metrics.update(connections=num_connections(arch), params_m=self.cost.mask_params(mask) / 1e6,
-                                   gmacs=self.cost.mask_macs(mask) / 1e9, dropped_for_budget=dropped)
-                if self.controller is not None:
-                    metrics["unbudgeted_gmacs"] = plain_gmacs
-                    if arch is not None:
-                        self.controller.update(plain_gmacs * 1e9)
-                        self.targets = self.controller.targets()
-                    metrics["rho"] = self.controller.rho  # the factor the next epoch trains with
-                last = epoch + 1 == cfg.epochs
-                if self.val_set is not None and ((epoch + 1) % cfg.val_every == 0 or last):
-                    metrics["val_miou"] = self._validate()
-                self._save(epoch + 1, {k: v for k, v in metrics.items() if k != "dropped_for_budget"})
-                if self.dist.is_main:
-                    if arch is not None:
-                        self._write_arch(arch, metrics, final=False)
-                    log.log_row({k: metrics.get(k, "") for k in ("epoch", "task_loss", "sparsity_loss", "val_miou", "connections",
-                                                                  "params_m", "gmacs", "gate_polarisation", "mean_gate", "unbudgeted_gmacs", "rho")}
-                                | {"seconds": round(time.monotonic() - started, 3)})
-                    shown = {k: metrics[k] for k in ("task_loss", "sparsity_loss", "val_miou", "connections", "params_m",
-                                                     "gmacs", "gate_polarisation") if k in metrics}
-                    log.info(timer.line(epoch, shown))
-                barrier()
-            if arch is None:
-                arch, _, _ = self._derive()
-                if arch is None:
-                    raise TerraLiteError("no connection of the output stage survived the search (it collapsed); "
-                                         "lower --lambda or train longer")
-            self._finish(arch, metrics)
-            return Path(cfg.out)
-        finally:
-            log.close()
-            if self.dist.enabled:
-                shutdown_distributed()
-
-    def _finish(self, arch: dict, metrics: dict) -> None:
+    def finish(self) -> None:
         """Count the final network with fvcore, re-tighten if a budget is exceeded, write arch.json + picture."""
+        from terralite.nas.sparsemask.budget import derive_within_budget
         from terralite.search_spaces.sparsemask.arch import mask_to_arch, num_connections
 
-        from terralite.nas.sparsemask.budget import derive_within_budget
-
+        if not self.metrics:  # resumed after the last epoch had been saved: derive from the restored gates
+            self.end_epoch(self.cfg.epochs - 1, {})
+        arch, metrics = self.arch, self.metrics
+        if arch is None:
+            raise TerraLiteError("no connection of the output stage survived the search (it collapsed); "
+                                 "lower --lambda or train longer")
         if not self.dist.is_main:
             return
         cfg = self.cfg
@@ -426,12 +347,12 @@ class SparseMaskSearch:
             # the profiler counts more than the cost model: tighten by the difference and derive again
             excess = (measured["gmacs"] - self.cost.arch_gmacs(arch)) * 1e9
             mask, dropped = derive_within_budget(self.raw_model.gate_values(), self.cost, cfg.budget_gmacs * 1e9 - excess, cfg.threshold)
-            arch = mask_to_arch(mask, encoder_weights=cfg.encoder_weights)
+            arch = mask_to_arch(mask)
             metrics["dropped_for_budget"] = dropped
             measured = self._measure(arch)
         metrics = {**metrics, "connections": num_connections(arch), "params_m": measured["params_m"],
                    "gmacs": measured["gmacs"], "gmacs_counter": measured["counter"]}
         self._write_arch(arch, metrics, final=True)
-        self.run_folder.info(f"derived architecture: {metrics['connections']} connections, {measured['params_m']:.3f} M params, "
-                             f"{measured['gmacs']:.3f} GMACs at {cfg.profile_size}x{cfg.profile_size} ({measured['counter']}); "
-                             f"gate polarisation {metrics['gate_polarisation']:.3f} → {Path(cfg.out) / 'arch.json'}")
+        self.folder.info(f"derived architecture: {metrics['connections']} connections, {measured['params_m']:.3f} M params, "
+                         f"{measured['gmacs']:.3f} GMACs at {cfg.profile_size}x{cfg.profile_size} ({measured['counter']}); "
+                         f"gate polarisation {metrics['gate_polarisation']:.3f} → {Path(cfg.out) / 'arch.json'}")

@@ -3,6 +3,6 @@
 ``config`` (the space's knobs and presets), ``ops`` (the plain operators of derived networks),
 ``slimmable`` (width-switchable operators of the supernet), ``supernet`` (the lattice with teacher and
 student architecture parameters), ``derive`` (the method's derivation rules), ``arch`` (the architecture
-JSON), ``network`` (the plain network an architecture describes) and ``space`` (the search-space contract:
-``sample``, ``max_arch``, ``min_arch``, ``derive``, ``build``).
+JSON), ``network`` (the plain network an architecture describes), ``cost`` (its analytic parameter and MAC
+counts) and ``space`` (:class:`~.space.FasterSegSearchSpace`, the search-space contract in one object).
 """

@@ -2,7 +2,7 @@
 
 Example (widths are numerators over ``width_base``; scales are feature strides)::
 
-    {"F": 12, "width_base": 12, "stem_width": 8, "head_width": 8,
+    {"format_version": 1, "F": 12, "width_base": 12, "stem_width": 8, "head_width": 8,
      "branches": [
        {"scale": 32, "cells": [{"op": "conv", "scale": 8, "down": false, "width": 8},
                                {"op": "conv_2x", "scale": 8, "down": true, "width": 10}, ...]},
@@ -11,6 +11,8 @@ Example (widths are numerators over ``width_base``; scales are feature strides):
 A cell operates at ``scale``; ``down`` makes it a stride-2 cell whose output is at twice the stride.
 Its output has ``cell_channels(scale·(1+down), F, width)`` channels; a branch's last cell outputs the head
 width. Validation never trusts the file: every error names the offending field.
+
+``format_version`` 1 is the only format so far; files written before the field existed are version 1 too.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from terralite.search_spaces.arch_json import FORMAT_VERSION_KEY, parse_json, read_arch_file, read_format_version
 from terralite.search_spaces.fasterseg.config import SCALES
 from terralite.search_spaces.fasterseg.ops import PLAIN_OPS
 from terralite.errors import TerraLiteError
 
+FORMAT_VERSION = 1
 ARCH_KEYS = ("F", "width_base", "stem_width", "head_width", "branches")
 BRANCH_KEYS = ("scale", "cells")
 CELL_KEYS = ("op", "scale", "down", "width")
@@ -33,15 +37,15 @@ def _fail(source: str, field: str, message: str) -> None:
     raise TerraLiteError(f"{source}: field {field!r} {message}")
 
 
-def _check_keys(source: str, where: str, obj: Any, keys: tuple[str, ...]) -> None:
+def _check_keys(source: str, where: str, obj: Any, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> None:
     if not isinstance(obj, dict):
         _fail(source, where or "arch", f"must be a JSON object, got {type(obj).__name__}")
     missing = [k for k in keys if k not in obj]
     if missing:
         _fail(source, f"{where}.{missing[0]}" if where else missing[0], "is missing")
-    unknown = sorted(set(obj) - set(keys))
+    unknown = sorted(set(obj) - set(keys) - set(optional))
     if unknown:
-        _fail(source, f"{where}.{unknown[0]}" if where else unknown[0], f"is not a known field (valid: {', '.join(keys)})")
+        _fail(source, f"{where}.{unknown[0]}" if where else unknown[0], f"is not a known field (valid: {', '.join(optional + keys)})")
 
 
 def _int(source: str, field: str, value: Any, low: int, high: int | None = None) -> int:
@@ -52,8 +56,9 @@ def _int(source: str, field: str, value: Any, low: int, high: int | None = None)
 
 
 def validate_arch(arch: Any, source: str = "fasterseg arch") -> dict:
-    """Check an architecture dict; return it unchanged or raise TerraLiteError naming the field."""
-    _check_keys(source, "", arch, ARCH_KEYS)
+    """Check an architecture dict; return a copy with its ``format_version``, or raise TerraLiteError naming the field."""
+    _check_keys(source, "", arch, ARCH_KEYS, optional=(FORMAT_VERSION_KEY,))
+    read_format_version(arch, FORMAT_VERSION, source)
     _int(source, "F", arch["F"], 1)
     base = _int(source, "width_base", arch["width_base"], 1)
     _int(source, "stem_width", arch["stem_width"], 1, base)
@@ -94,14 +99,14 @@ def validate_arch(arch: Any, source: str = "fasterseg arch") -> dict:
             _fail(source, f"{where}.scale", f"is {branch['scale']} but its cells end at scale {scale}")
         if last["width"] != head:
             _fail(source, f"{where}.cells[{len(cells) - 1}].width", f"must equal head_width={head} (a branch's last cell outputs the head width), got {last['width']!r}")
-    return arch
+    return {FORMAT_VERSION_KEY: FORMAT_VERSION, **{k: copy.deepcopy(arch[k]) for k in ARCH_KEYS}}
 
 
 def dumps_arch(arch: dict) -> str:
     """Canonical text of an architecture: 2-space indent, one cell per line, trailing newline."""
-    validate_arch(arch)
+    arch = validate_arch(arch)
     lines = ["{"]
-    for key in ARCH_KEYS[:-1]:
+    for key in (FORMAT_VERSION_KEY,) + ARCH_KEYS[:-1]:
         lines.append(f'  "{key}": {json.dumps(arch[key])},')
     lines.append('  "branches": [')
     for b, branch in enumerate(arch["branches"]):
@@ -117,33 +122,18 @@ def dumps_arch(arch: dict) -> str:
 
 def loads_arch(text: str, source: str = "fasterseg arch") -> dict:
     """Parse and validate an architecture from JSON text."""
-    try:
-        arch = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TerraLiteError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return validate_arch(arch, source)
+    return validate_arch(parse_json(text, source), source)
 
 
 def load_arch(path: str | Path) -> dict:
     """Read an architecture from a file: a bare arch or a full model spec whose ``arch`` field it is."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise TerraLiteError(f"architecture file {path} does not exist") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TerraLiteError(f"architecture file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if isinstance(data, dict) and data.get("kind") == "fasterseg":
-        return validate_arch(data.get("arch"), f"{path} (field 'arch')")
-    return validate_arch(data, str(path))
+    return validate_arch(*read_arch_file(path, "fasterseg"))
 
 
 def arch_spec(arch: dict, in_channels: int, num_classes: int, label: str) -> dict:
     """The full model spec of an architecture (what ``terralite train --model`` reads)."""
     return {"kind": "fasterseg", "label": label, "in_channels": in_channels, "num_classes": num_classes,
-            "arch": copy.deepcopy(validate_arch(arch))}
+            "arch": validate_arch(arch)}
 
 
 def dumps_spec(spec: dict) -> str:

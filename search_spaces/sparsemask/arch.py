@@ -3,7 +3,7 @@
 An architecture (the ``arch`` field of a model spec) looks like::
 
     {
-      "version": 1,
+      "format_version": 2,
       "encoder": "mobilenet_v2",
       "decoder_channels": 64,
       "final_upsample": "bilinear_x2",
@@ -13,20 +13,24 @@ An architecture (the ``arch`` field of a model spec) looks like::
 ``stages`` lists, for each of the 9 decoder stages, the inputs it keeps: ``tapJ`` (encoder tap J, deep →
 shallow, J ≤ stage) and ``upK`` (K = 0: global pool of tap 0; K ≥ 1: output of stage K−1; K ≤ stage); see
 :mod:`.topology`. ``final_upsample: "bilinear_x2"`` records that the built network ends with a bilinear ×2
-from the head's stride 2 to the input size, inside the network and counted in its GMACs. An optional
-``encoder_weights`` names an ImageNet weights file for the encoder (used when the network is built).
+from the head's stride 2 to the input size, inside the network and counted in its GMACs.
+
+Format versions: 1 (files written before ``format_version`` existed) had a ``"version": 1`` field and an
+optional ``encoder_weights`` path; 2 drops both, because an architecture says what to build, not how to
+initialise it (pretrained weights are an argument of :func:`~.network.build`). Version-1 files still load:
+the two fields are dropped, so a checkpoint moved to another machine loads without the weights file.
 
 Validation errors name the offending field (``arch.stages.stage3[1]``) and say what is allowed.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import numpy as np
 
+from terralite.search_spaces.arch_json import FORMAT_VERSION_KEY, parse_json, read_format_version
 from terralite.search_spaces.sparsemask.derive import derive_mask
 from terralite.search_spaces.sparsemask.topology import (
     DECODER_CHANNELS,
@@ -41,10 +45,11 @@ from terralite.search_spaces.sparsemask.topology import (
 )
 from terralite.errors import TerraLiteError
 
-ARCH_VERSION = 1
+FORMAT_VERSION = 2
 ENCODERS = ("mobilenet_v2",)
 FINAL_UPSAMPLE = "bilinear_x2"
-_KEYS = ("version", "encoder", "decoder_channels", "final_upsample", "stages", "encoder_weights")
+_KEYS = (FORMAT_VERSION_KEY, "encoder", "decoder_channels", "final_upsample", "stages")
+_V1_ONLY_KEYS = ("version", "encoder_weights")  # fields of format 1 that format 2 dropped
 
 
 def default_target_ratio(stage: int) -> float:
@@ -52,16 +57,23 @@ def default_target_ratio(stage: int) -> float:
     return min(2.0 / num_candidates(stage), 0.5)
 
 
+def _migrate_v1(arch: dict, source: str) -> dict:
+    """A format-1 architecture as format 2: its ``version`` checked and dropped, ``encoder_weights`` dropped."""
+    if arch.get("version", 1) != 1:
+        raise TerraLiteError(f"{source}.version: format-1 architectures have version 1, got {arch['version']!r}")
+    return {k: v for k, v in arch.items() if k not in _V1_ONLY_KEYS}
+
+
 def validate_arch(arch: Any, source: str = "arch") -> dict:
-    """Check an architecture and return a normalised copy (defaults filled, inputs in canonical order)."""
+    """Check an architecture and return a normalised copy (current format, defaults filled, inputs in canonical order)."""
     if not isinstance(arch, dict):
         raise TerraLiteError(f"{source}: a SparseMask architecture must be a JSON object with a 'stages' field, got {type(arch).__name__}")
+    if read_format_version(arch, FORMAT_VERSION, source) == 1:
+        arch = _migrate_v1(arch, source)
     unknown = sorted(set(arch) - set(_KEYS))
     if unknown:
-        raise TerraLiteError(f"{source}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(_KEYS)}")
-    version = arch.get("version", ARCH_VERSION)
-    if version != ARCH_VERSION:
-        raise TerraLiteError(f"{source}.version: only version {ARCH_VERSION} is supported, got {version!r}")
+        hint = " (pass pretrained encoder weights to build(), not in the architecture)" if "encoder_weights" in unknown else ""
+        raise TerraLiteError(f"{source}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(_KEYS)}{hint}")
     encoder = arch.get("encoder", ENCODERS[0])
     if encoder not in ENCODERS:
         raise TerraLiteError(f"{source}.encoder: unknown encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
@@ -71,9 +83,6 @@ def validate_arch(arch: Any, source: str = "arch") -> dict:
     upsample = arch.get("final_upsample", FINAL_UPSAMPLE)
     if upsample != FINAL_UPSAMPLE:
         raise TerraLiteError(f"{source}.final_upsample: only {FINAL_UPSAMPLE!r} (bilinear x2 to the input size inside the network) is supported, got {upsample!r}")
-    weights = arch.get("encoder_weights")
-    if weights is not None and not isinstance(weights, str):
-        raise TerraLiteError(f"{source}.encoder_weights must be a file path (string) or absent, got {weights!r}")
     stages = arch.get("stages")
     if not isinstance(stages, dict):
         raise TerraLiteError(f"{source}.stages must be an object mapping stage0..stage8 to lists of inputs, got {type(stages).__name__}")
@@ -97,11 +106,8 @@ def validate_arch(arch: Any, source: str = "arch") -> dict:
                 raise TerraLiteError(f"{where}[{i}]: {item!r} is listed twice")
             mask[s, parsed[1], parsed[0]] = True
     check_mask(mask, source)
-    out = {"version": ARCH_VERSION, "encoder": encoder, "decoder_channels": channels,
-           "final_upsample": FINAL_UPSAMPLE, "stages": mask_to_stages(mask)}
-    if weights is not None:
-        out["encoder_weights"] = weights
-    return out
+    return {FORMAT_VERSION_KEY: FORMAT_VERSION, "encoder": encoder, "decoder_channels": channels,
+            "final_upsample": FINAL_UPSAMPLE, "stages": mask_to_stages(mask)}
 
 
 def check_mask(mask: np.ndarray, source: str = "arch") -> None:
@@ -134,12 +140,10 @@ def arch_to_mask(arch: dict) -> np.ndarray:
     return mask
 
 
-def mask_to_arch(mask: np.ndarray, decoder_channels: int = DECODER_CHANNELS, encoder_weights: str | None = None) -> dict:
-    arch = {"version": ARCH_VERSION, "encoder": ENCODERS[0], "decoder_channels": decoder_channels,
-            "final_upsample": FINAL_UPSAMPLE, "stages": mask_to_stages(np.asarray(mask, dtype=bool))}
-    if encoder_weights is not None:
-        arch["encoder_weights"] = encoder_weights
-    return validate_arch(arch)
+def mask_to_arch(mask: np.ndarray, decoder_channels: int = DECODER_CHANNELS) -> dict:
+    """The (validated) architecture of a ``[9, 9, 2]`` connectivity mask."""
+    return validate_arch({FORMAT_VERSION_KEY: FORMAT_VERSION, "encoder": ENCODERS[0], "decoder_channels": decoder_channels,
+                          "final_upsample": FINAL_UPSAMPLE, "stages": mask_to_stages(np.asarray(mask, dtype=bool))})
 
 
 def num_connections(arch: dict) -> int:
@@ -147,18 +151,22 @@ def num_connections(arch: dict) -> int:
 
 
 def max_arch() -> dict:
-    """All 90 connections (the supernet's decoder, without gates)."""
-    return {"version": ARCH_VERSION, "encoder": ENCODERS[0], "decoder_channels": DECODER_CHANNELS,
-            "final_upsample": FINAL_UPSAMPLE, "stages": {stage_name(s): candidates(s) for s in range(NUM_STAGES)}}
+    """All 90 connections (the supernet's decoder, without gates): every other architecture is a subset, so
+    it has the most parameters and MACs."""
+    return validate_arch({"stages": {stage_name(s): candidates(s) for s in range(NUM_STAGES)}})
 
 
 def min_arch() -> dict:
-    """The smallest useful network: the deepest tap straight into the output stage (one connection).
+    """The cheapest network: the first bottleneck's tap (``tap7``: 16 channels at stride 2) straight into the
+    output stage, the encoder cut after its second block.
 
-    (``up0`` alone would be cheaper but is spatially constant, so it cannot segment anything.)
+    Every architecture holds a path from some tap into the output stage, and no path costs less in
+    parameters or MACs: ``tap7`` has the fewest channels of all taps and needs only the stem and one block
+    (``tap8``, the stem alone, has twice the channels), and a path through another stage adds a 64-channel
+    conv.
     """
     stages = {stage_name(s): [] for s in range(NUM_STAGES)}
-    stages[stage_name(NUM_STAGES - 1)] = ["tap0"]
+    stages[stage_name(NUM_STAGES - 1)] = ["tap7"]
     return validate_arch({"stages": stages})
 
 
@@ -181,21 +189,32 @@ def make_spec(arch: dict, in_channels: int = 3, num_classes: int = 8, label: str
     spec = {"kind": "sparsemask"}
     if label:
         spec["label"] = label
-    spec.update({"in_channels": in_channels, "num_classes": num_classes, "arch": copy.deepcopy(validate_arch(arch))})
+    spec.update({"in_channels": in_channels, "num_classes": num_classes, "arch": validate_arch(arch)})
     spec.update(extra)
     return spec
 
 
+def _render(value: Any, indent: int = 0) -> str:
+    """Indented JSON with each list of scalars on one line (one line per stage)."""
+    pad = "  " * (indent + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{pad}{json.dumps(str(k))}: {_render(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(pad + _render(v, indent + 1) for v in value) + "\n" + "  " * indent + "]"
+    return json.dumps(value)
+
+
 def spec_to_json(spec: dict) -> str:
     """JSON text of a spec, indented, with each list of scalars on one line (one line per stage)."""
+    return _render(spec) + "\n"
 
-    def render(value: Any, indent: int) -> str:
-        pad = "  " * (indent + 1)
-        if isinstance(value, dict) and value:
-            items = [f"{pad}{json.dumps(str(k))}: {render(v, indent + 1)}" for k, v in value.items()]
-            return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
-        if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
-            return "[\n" + ",\n".join(pad + render(v, indent + 1) for v in value) + "\n" + "  " * indent + "]"
-        return json.dumps(value)
 
-    return render(spec, 0) + "\n"
+def dumps_arch(arch: dict) -> str:
+    """JSON text of an architecture (validated, so in the current format), one line per stage."""
+    return _render(validate_arch(arch)) + "\n"
+
+
+def loads_arch(text: str, source: str = "sparsemask arch") -> dict:
+    """Parse and validate an architecture from JSON text; errors name ``source``."""
+    return validate_arch(parse_json(text, source), source)

@@ -58,11 +58,16 @@ def fvcore_macs(model: torch.nn.Module, inputs: torch.Tensor) -> int:
 
 @lru_cache(maxsize=None)
 def _encoder_block_counts(in_channels: int) -> tuple[tuple[int, int], ...]:
-    """(MACs at 32x32, parameters) of each of the encoder's 19 blocks, from one fvcore trace."""
+    """(MACs at 32x32, parameters) of each of the encoder's 19 blocks, from one fvcore trace.
+
+    Building the encoder draws its random initialisation; the global RNG is restored afterwards, because the
+    first call happens at a point that depends on the process history (a resumed search must draw the
+    same numbers as an uninterrupted one). The counts do not depend on the weights' values.
+    """
     from fvcore.nn import FlopCountAnalysis
 
-    encoder = MobileNetV2Encoder(in_channels).eval()
-    with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        encoder = MobileNetV2Encoder(in_channels).eval()
         analysis = FlopCountAnalysis(encoder, torch.zeros(1, in_channels, _BASE, _BASE))
         by_module = analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).by_module()
     return tuple((int(by_module[f"features.{i}"]), sum(p.numel() for p in block.parameters()))

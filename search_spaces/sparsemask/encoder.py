@@ -54,7 +54,7 @@ class MobileNetV2Encoder(nn.Module):
     def _load_weights(self, path: Path) -> None:
         if not path.is_file():
             raise TerraLiteError(f"encoder weights file {path} does not exist; give the path of torchvision "
-                                 "mobilenet_v2 ImageNet weights (a .pth state dict) or drop 'encoder_weights'")
+                                 "mobilenet_v2 ImageNet weights (a .pth state dict) or build without encoder weights")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises several types for foreign files

@@ -8,7 +8,8 @@ Only the kept 1x1 convs exist, one BN per live stage, no gates:
 - head: ReLU6 → 1x1 conv with bias to the classes at stride 2 → bilinear ×2 to the input size (inside the
   network, as the architecture's ``final_upsample: "bilinear_x2"`` says; counted in GMACs).
 
-The encoder stops at the deepest tap the architecture uses (nothing deeper is built or run).
+The encoder stops at the deepest tap the architecture uses (nothing deeper is built or run). Pretrained
+encoder weights are an argument of building, not part of the architecture.
 
 Parameter names: ``encoder.*`` (MobileNetV2), ``decoder.*`` and ``head.*``; :meth:`SparseMaskNet.decoder_parameters`
 gives the decoder + head parameters for the SparseMask recipe's 10x decoder learning rate.
@@ -16,6 +17,7 @@ gives the decoder + head parameters for the SparseMask recipe's 10x decoder lear
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -68,16 +70,17 @@ class SparseDecoderStage(nn.Module):
 class SparseMaskNet(nn.Module):
     """MobileNetV2 encoder + sparse decoder + head; ``forward(x) -> logits (B, classes, H, W)``.
 
-    ``H`` and ``W`` must be divisible by 32.
+    ``H`` and ``W`` must be divisible by 32. ``encoder_weights`` is an optional torchvision ``mobilenet_v2``
+    ImageNet weights file for the encoder (see :class:`~.encoder.MobileNetV2Encoder`).
     """
 
-    def __init__(self, arch: dict, in_channels: int = 3, num_classes: int = 8):
+    def __init__(self, arch: dict, in_channels: int = 3, num_classes: int = 8, encoder_weights: str | Path | None = None):
         super().__init__()
         self.arch = validate_arch(arch)
         mask = arch_to_mask(self.arch)
         channels = self.arch["decoder_channels"]
         # torchvision already initialises the encoder the same way (or the weights file replaces it)
-        self.encoder = MobileNetV2Encoder(in_channels, weights=self.arch.get("encoder_weights"), deepest_tap=deepest_tap(mask))
+        self.encoder = MobileNetV2Encoder(in_channels, weights=encoder_weights, deepest_tap=deepest_tap(mask))
         self.decoder = nn.ModuleDict({stage_name(s): SparseDecoderStage(
             [(kind, idx) for kind in (TAP, UP) for idx in range(s + 1) if mask[s, idx, kind]], channels)
             for s in range(NUM_STAGES) if mask[s].any()})
@@ -106,9 +109,10 @@ class SparseMaskNet(nn.Module):
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
 
 
-def build(arch: dict, in_channels: int = 3, num_classes: int = 8) -> SparseMaskNet:
-    """The derived network of ``arch`` (validated first; errors name the offending field)."""
-    return SparseMaskNet(arch, in_channels=in_channels, num_classes=num_classes)
+def build(arch: dict, in_channels: int = 3, num_classes: int = 8, encoder_weights: str | Path | None = None) -> SparseMaskNet:
+    """The derived network of ``arch`` (validated first; errors name the offending field), its encoder
+    loaded from ``encoder_weights`` when given."""
+    return SparseMaskNet(arch, in_channels=in_channels, num_classes=num_classes, encoder_weights=encoder_weights)
 
 
 def build_from_spec(spec: dict) -> SparseMaskNet:

@@ -14,6 +14,12 @@ import sys
 from terralite import __version__
 from terralite.errors import TerraLiteError
 
+#: The test-time augmentation modes of :data:`terralite.tta.TTA_MODES`, spelled out so that building the
+#: parser imports no torch (a test keeps the two equal). Evaluation, prediction and the benchmark take these.
+TTA_MODE_NAMES = ("none", "hflip", "flips", "d4")
+TTA_HELP = ("none; hflip = identity + horizontal flip (the OpenEarthMap protocol); flips = the 4 flips; "
+            "d4 = the 8 rotations/flips of a square tile (logits summed)")
+
 # subcommand name → module (in the order --help lists them)
 SUBCOMMANDS = {
     "data": "terralite.cli.data",

@@ -1,11 +1,11 @@
-"""``terralite data``: generate, check and summarise datasets in the OpenEarthMap layout."""
+"""``terralite data``: generate, check and summarise datasets (an OpenEarthMap root, or any kind through a data YAML)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-HELP = "generate (synth), validate (check) and summarise (stats) OpenEarthMap-layout datasets"
+HELP = "generate (synth), validate (check) and summarise (stats) datasets"
 DESCRIPTION = HELP + "."
 
 
@@ -22,13 +22,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     check = sub.add_parser("check", help="validate a dataset; exit 1 listing every problem with its file",
                            description="Check that every listed raster exists and reads to the end, labels are "
-                                       "single-band, on their image's grid and in 0..8, and band counts agree.")
-    check.add_argument("root", help="dataset root (holds train.txt/val.txt/test.txt)")
+                                       "single-band, on their image's grid and in 0..8, and band counts agree. "
+                                       "A sound result is recorded in the data cache, so jobs need not check again.")
+    check.add_argument("root", help="dataset root (holds train.txt/val.txt/test.txt), or a data YAML file "
+                                    "(DataConfig fields, e.g. kind: large-raster, image, label, region_mask)")
     check.add_argument("--split", default=None, help="check one split (default: every split list)")
 
     stats = sub.add_parser("stats", help="per-band mean/std and pixel counts per class",
                            description="Per-band mean/std over valid pixels and label pixel counts per class.")
-    stats.add_argument("root", help="dataset root")
+    stats.add_argument("root", help="dataset root, or a data YAML file (DataConfig fields)")
     stats.add_argument("--split", default=None, help="one split (default: every listed image)")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stats.add_argument("--skip-missing", action="store_true", help="leave out listed images that do not exist")
@@ -41,19 +43,26 @@ def run(args: argparse.Namespace) -> int:
         root = generate_dataset(args.out, tiles=args.tiles, size=args.size, seed=args.seed)
         print(f"wrote {args.tiles} tiles of {args.size} px to {root}")
         return 0
-    if args.data_command == "check":
-        from terralite.data.check import check_dataset, count_images, format_problems
+    import dataclasses
 
-        problems = check_dataset(args.root, args.split)
+    from terralite.data.registry import DataConfig, dataset_problems, dataset_stats, dataset_summary
+
+    data = DataConfig.from_value(args.root)
+    if args.data_command == "check":
+        from terralite.data.check import format_problems
+
+        problems = dataset_problems(data, args.split)
         if problems:
             print(format_problems(problems))
             print(f"FAILED: {len(problems)} problem(s)", file=sys.stderr)
             return 1
-        print(f"OK: {count_images(args.root, args.split)} images")
+        print(f"OK: {dataset_summary(data, args.split)}")
         return 0
-    from terralite.data.stats import compute_stats, format_stats
+    from terralite.data.stats import format_stats
 
-    stats = compute_stats(args.root, args.split, skip_missing=args.skip_missing)
+    if args.skip_missing:
+        data = dataclasses.replace(data, skip_missing=True)
+    stats = dataset_stats(data, args.split)
     if args.json:
         import json
 

@@ -1,4 +1,8 @@
-"""``terralite demo [--out DIR] [--fast]``: the whole suite end to end on a synthetic dataset (``make demo``)."""
+"""``terralite demo [--out DIR] [--fast]``: the whole suite end to end on a synthetic dataset (``make demo``).
+
+This module only parses the flags and calls :func:`terralite.demo.run_demo` (the demo, a script of
+``terralite`` commands, is the top floor: it imports the CLI, so the CLI imports it only here, lazily).
+"""
 
 from __future__ import annotations
 
@@ -15,19 +19,18 @@ DESCRIPTION = (
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
     parser.add_argument("--fast", action="store_true", help="tiny sizes: finishes in seconds (a smoke test, not a result)")
-    parser.add_argument("--device", default="cpu", help="device for training and benchmarks (default cpu)")
+    parser.add_argument("--device", default="cpu", help="device for training and benchmarks: cpu (default), cuda or cuda:N")
     parser.add_argument("--only", metavar="STEP[,STEP]", default=None,
                         help="run only these steps (their inputs must exist); see --list")
     parser.add_argument("--list", action="store_true", help="list the steps and exit")
 
 
 def run(args) -> int:
-    from terralite.demo import STEPS, run_demo
+    from terralite.demo import list_steps, run_demo
 
     if args.list:
-        for step in STEPS:
-            print(f"{step.name:18s} {step.description}")
+        print("\n".join(list_steps()))
         return 0
-    only = [s.strip() for s in args.only.split(",")] if args.only else None
-    run_demo(args.out, fast=args.fast, device=args.device, only=only)
+    run_demo(args.out, fast=args.fast, device=args.device,
+             only=[s.strip() for s in args.only.split(",")] if args.only else None)
     return 0

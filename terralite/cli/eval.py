@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
+from terralite.cli import TTA_HELP, TTA_MODE_NAMES
+
 HELP = "evaluate a checkpoint on a dataset split (mIoU, per-class IoU, F1; optional TTA)"
 DESCRIPTION = (
     "Accumulate one confusion matrix over every tile of the split (ignored pixels excluded) and report "
@@ -12,16 +16,17 @@ DESCRIPTION = (
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="TerraLite checkpoint (.pt)")
-    parser.add_argument("--data", required=True, help="dataset root (OpenEarthMap layout)")
-    parser.add_argument("--split", default="test", help="split list to evaluate (default: test)")
-    parser.add_argument("--tta", default="none", choices=["none", "hflip", "flips", "d4"])
-    parser.add_argument("--json", dest="json_out", metavar="OUT", help="write the metrics as JSON")
-    parser.add_argument("--save-predictions", metavar="DIR", help="write one PNG of predicted class ids (0..7) per tile")
-    parser.add_argument("--window", type=int, default=1024, help="largest side evaluated whole (default 1024)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="overlap of sliding windows (default 0.25)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", default="none", choices=["auto", "fp16", "bf16", "none"])
+    parser.add_argument("--data", required=True, metavar="ROOT", help="dataset root (OpenEarthMap layout) or a data YAML file (DataConfig fields, any dataset kind)")
+    parser.add_argument("--split", default="test", metavar="SPLIT", help="split list to evaluate (default: test)")
+    parser.add_argument("--tta", default="none", choices=TTA_MODE_NAMES, help=f"test-time augmentation: {TTA_HELP} (default none)")
+    parser.add_argument("--out", metavar="FILE", default=None, help="write the metrics as JSON to FILE (e.g. metrics.json)")
+    parser.add_argument("--json", dest="out", metavar="FILE", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
+    parser.add_argument("--save-predictions", metavar="DIR", help="write one PNG of predicted class ids (0..7) per tile into DIR")
+    parser.add_argument("--window", type=int, default=1024, metavar="PX", help="largest side evaluated whole (default 1024)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="overlap of sliding windows, a fraction of --window (default 0.25)")
+    parser.add_argument("--batch-size", type=int, default=1, metavar="N", help="tiles per forward pass (default 1)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--amp", default="none", choices=["auto", "fp16", "bf16", "none"], help="mixed precision (default none)")
     parser.add_argument("--skip-missing", action="store_true", help="skip listed tiles whose files are missing")
 
 
@@ -31,7 +36,7 @@ def run(args) -> int:
     from terralite.engine.evaluate import evaluate_checkpoint
 
     result = evaluate_checkpoint(
-        args.checkpoint, args.data, args.split, args.tta, args.device, args.json_out, args.save_predictions,
+        args.checkpoint, args.data, args.split, args.tta, args.device, args.out, args.save_predictions,
         args.window, args.overlap, args.batch_size, args.amp, args.skip_missing,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports

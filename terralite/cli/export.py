@@ -12,26 +12,29 @@ DESCRIPTION = (
     "TensorRT engine where TensorRT is importable."
 )
 
-#: Default tolerance on the max abs logit difference (fp32; fp16 engines are held to a looser one).
-TOLERANCE_FP32 = 1e-3
-TOLERANCE_FP16 = 5e-2
+# Spelled out here (not imported) so that building the parser imports no torch; a test keeps them equal
+# to terralite.benchmark.export_verify's.
+_TOLERANCE_FP32, _TOLERANCE_FP16 = 1e-3, 5e-2
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", metavar="CKPT", help="TerraLite checkpoint (.pt), spec JSON or baseline name")
     parser.add_argument("--format", default="onnx", choices=["onnx", "tensorrt"], help="output format (default onnx)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output file (.onnx or .engine)")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    parser.add_argument("--size", type=int, default=1024, help="input height and width for export and verification (default 1024)")
+    parser.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default: the exporter's, 18)")
+    parser.add_argument("--size", type=int, default=1024, metavar="PX",
+                        help="input height and width for export and verification, a multiple of 32 (default 1024)")
     parser.add_argument("--dynamic-size", action="store_true", help="dynamic batch, height and width (any multiple of 32)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: build an fp16 engine")
-    parser.add_argument("--tolerance", type=float, default=None,
-                        help=f"max abs logit difference allowed (default {TOLERANCE_FP32:g}, {TOLERANCE_FP16:g} with --fp16)")
+    parser.add_argument("--tolerance", type=float, default=None, metavar="X",
+                        help=f"max abs logit difference allowed (default {_TOLERANCE_FP32:g}, {_TOLERANCE_FP16:g} with --fp16)")
     parser.add_argument("--verify-data", metavar="ROOT", default=None,
                         help="dataset root or GeoTIFF to take the real verification tile from (default: the checkpoint's training data)")
 
 
 def run(args) -> int:
+    from terralite.benchmark.export_verify import export_model
+
     report = export_model(
         args.checkpoint, args.out, fmt=args.format, size=args.size, dynamic=args.dynamic_size, opset=args.opset,
         fp16=args.fp16, tolerance=args.tolerance, verify_data=args.verify_data,
@@ -39,149 +42,3 @@ def run(args) -> int:
     for line in report["lines"]:
         print(line)
     return 0
-
-
-def _real_tile(source, normalisation: dict | None, in_channels: int, size: int, name: str):
-    """A real tile ``(1, C, size, size)`` normalised as in training, or None when no data is known.
-
-    ``source`` is a GeoTIFF (its centre window) or a dataset root (the first image of its val, test or
-    train list, with the checkpoint's normalisation; the split's own statistics when the checkpoint has none).
-    """
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
-    from terralite.errors import TerraLiteError
-    from terralite.predict import pad_to
-
-    if source is None:
-        return None
-    source = Path(source)
-    if source.is_dir():
-        from terralite.data.openearthmap import OpenEarthMapDataset, split_list_path
-
-        split = next((s for s in ("val", "test", "train") if split_list_path(source, s).is_file()), None)
-        if split is None:
-            raise TerraLiteError(f"verification data {source} has no val.txt, test.txt or train.txt; pass a dataset root or a GeoTIFF")
-        norm = normalisation or {}
-        dataset = OpenEarthMapDataset(source, split, bands=norm.get("bands"), mean=norm.get("mean"), std=norm.get("std"),
-                                      size_policy="none", require_labels=False)
-        image = dataset[0][0].numpy()
-    else:
-        from rasterio.windows import Window
-
-        from terralite.data.raster import open_raster, read_from
-        from terralite.predict import check_normalisation
-
-        norm = check_normalisation(normalisation, in_channels, name) if normalisation else None
-        with open_raster(source) as src:  # only the centre window: the file may be a large scene
-            h, w = min(size, src.height), min(size, src.width)
-            window = Window((src.width - w) // 2, (src.height - h) // 2, w, h)
-            raw = read_from(src, bands=norm["bands"] if norm else None, window=window).astype(np.float32)
-        if norm:
-            mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
-        else:  # no training statistics: standardise the tile by its own
-            mean, std = raw.mean(axis=(1, 2)), np.maximum(raw.std(axis=(1, 2)), 1e-6)
-        image = (raw - mean[:, None, None]) / std[:, None, None]
-    if image.shape[0] != in_channels:
-        raise TerraLiteError(f"verification tile from {source} has {image.shape[0]} bands but model {name} takes {in_channels}")
-    # Centre crop to the export size; mirror-pad tiles smaller than it.
-    _, h, w = image.shape
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    image = pad_to(image[:, top:top + size, left:left + size], size, size)
-    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]
-
-
-def _training_data(ckpt: dict | None):
-    """The dataset root a checkpoint was trained on, when it is still there."""
-    from pathlib import Path
-
-    root = ((ckpt or {}).get("config") or {}).get("data")
-    return Path(root) if root and Path(root).is_dir() else None
-
-
-def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bool = False, opset: int | None = None,
-                 fp16: bool = False, tolerance: float | None = None, verify_data=None) -> dict:
-    """Export the model ``ref`` names to ``out`` and verify it; returns ``{"path", "max_abs_diff", "lines"}``.
-
-    ``max_abs_diff`` maps each verification input (``random``, ``real``) to the largest absolute logit
-    difference from PyTorch; above ``tolerance`` the export fails and nothing is left at ``out``.
-    """
-    import torch
-
-    from terralite.benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
-    from terralite.atomic import atomic_path, ensure_parent
-    from terralite.errors import TerraLiteError
-    from terralite.models import describe, load_model
-    from terralite.onnx_metadata import onnx_metadata, write_onnx_metadata
-    from terralite.predict import SIZE_MULTIPLE, default_class_names
-
-    out = ensure_parent(out)
-    if size <= 0 or size % SIZE_MULTIPLE:
-        raise TerraLiteError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
-    if fmt not in ("onnx", "tensorrt"):
-        raise TerraLiteError(f"unknown export format {fmt!r}; use onnx or tensorrt")
-    if fmt == "onnx" and fp16:
-        raise TerraLiteError("--fp16 applies to TensorRT engines; ONNX files are exported in float32")
-    tolerance = tolerance if tolerance is not None else (TOLERANCE_FP16 if fp16 else TOLERANCE_FP32)
-    model, spec, ckpt = load_model(ref)
-    name = describe(spec)
-    normalisation = (ckpt or {}).get("input")
-    data = verify_data if verify_data is not None else (_training_data(ckpt) if normalisation else None)
-    real = _real_tile(data, normalisation, spec["in_channels"], size, name)
-    inputs = {"random": torch.randn(1, spec["in_channels"], size, size, generator=torch.Generator().manual_seed(0))}
-    if real is not None:
-        inputs["real"] = real
-    if fmt == "tensorrt":
-        return _export_tensorrt(model, spec, out, size, dynamic, opset, fp16, tolerance, inputs)
-    lines = []
-
-    metadata = onnx_metadata(spec, normalisation, default_class_names(spec["num_classes"]))
-    with atomic_path(out) as tmp:
-        export_onnx(model, tmp, size=size, in_channels=spec["in_channels"], dynamic=dynamic,
-                    opset=opset or DEFAULT_OPSET)
-        write_onnx_metadata(tmp, metadata)
-        diffs = {}
-        for kind, x in inputs.items():
-            diffs[kind] = verify_onnx(model, tmp, x)
-            lines.append(f"verify {kind} input {tuple(x.shape)}: max abs logit difference {diffs[kind]:.3g} (tolerance {tolerance:g})")
-        if real is None:
-            lines.append("no real verification tile: the checkpoint names no training data found here; pass --verify-data ROOT|TIF")
-        bad = {k: v for k, v in diffs.items() if not v <= tolerance}
-        if bad:
-            raise TerraLiteError(
-                f"ONNX export of {name} disagrees with PyTorch: max abs difference "
-                + ", ".join(f"{v:.3g} ({k} input)" for k, v in bad.items())
-                + f" > tolerance {tolerance:g}; nothing written to {out}"
-            )
-    shape = "dynamic batch/height/width" if dynamic else f"static 1x{spec['in_channels']}x{size}x{size}"
-    lines.append(f"wrote {out} ({name}, {shape}, opset {opset or DEFAULT_OPSET}, {out.stat().st_size / 1e6:.1f} MB)")
-    return {"path": str(out), "max_abs_diff": diffs, "lines": lines}
-
-
-def _export_tensorrt(model, spec, out, size, dynamic, opset, fp16, tolerance, inputs) -> dict:
-    """A TensorRT engine for ``size`` x ``size`` tiles, built from a verified static ONNX export."""
-    import tempfile
-    from pathlib import Path
-
-    from terralite.benchmark.export import DEFAULT_OPSET, export_onnx, verify_onnx
-    from terralite.benchmark.tensorrt_engine import build_engine, require_tensorrt
-    from terralite.errors import TerraLiteError
-
-    require_tensorrt()  # the clear message before any work
-    if dynamic:
-        raise TerraLiteError("TensorRT engines are built for one input shape; drop --dynamic-size and pass --size")
-    lines = []
-    with tempfile.TemporaryDirectory(prefix="terralite-export-") as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", size=size, in_channels=spec["in_channels"],
-                                opset=opset or DEFAULT_OPSET)
-        for kind, x in inputs.items():
-            diff = verify_onnx(model, onnx_path, x)
-            lines.append(f"verify ONNX graph, {kind} input: max abs logit difference {diff:.3g}")
-            if not diff <= tolerance:
-                raise TerraLiteError(f"the ONNX graph behind the engine disagrees with PyTorch (max abs difference {diff:.3g}); nothing written to {out}")
-        build_engine(onnx_path, out, precision="fp16" if fp16 else "fp32")
-    lines.append(f"wrote {out} (TensorRT {'fp16' if fp16 else 'fp32'} engine, 1x{spec['in_channels']}x{size}x{size}; "
-                 f"engines run only on this GPU model and TensorRT version)")
-    return {"path": str(out), "max_abs_diff": {}, "lines": lines}

@@ -7,13 +7,13 @@ SPACES = ("fasterseg",)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("space", choices=SPACES, help="search space")
-    parser.add_argument("--lut", required=True, help="latency table JSON (from `terralite latency-table`)")
-    parser.add_argument("--samples", type=int, default=20, help="random architectures to measure (default 20)")
-    parser.add_argument("--out", required=True, help="output JSON with every sample and the summary")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs per architecture (default 5)")
-    parser.add_argument("--iters", type=int, default=20, help="timed runs per architecture (default 20)")
+    parser.add_argument("space", choices=SPACES, help="search space (fasterseg)")
+    parser.add_argument("--lut", required=True, metavar="FILE", help="latency table JSON (from `terralite latency-table`)")
+    parser.add_argument("--samples", type=int, default=20, metavar="N", help="random architectures to measure (default 20)")
+    parser.add_argument("--out", required=True, metavar="FILE", help="output JSON with every sample and the summary")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random architectures (default 0)")
+    parser.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed runs per architecture (default 5)")
+    parser.add_argument("--iters", type=int, default=20, metavar="N", help="timed runs per architecture (default 20)")
 
 
 def run(args) -> int:

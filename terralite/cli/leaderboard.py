@@ -13,9 +13,10 @@ DESCRIPTION = (
 
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="JSONL files of benchmark rows")
-    parser.add_argument("--out", required=True, help="output folder (created if absent)")
-    parser.add_argument("--rank-by", default="fps", help="fps (default), miou, latency_ms_mean, latency_ms_median, latency_ms_p90, gmacs, params_m, peak_mem_mb")
-    parser.add_argument("--group-by", default="input_size,batch,device,runtime,precision",
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if absent)")
+    parser.add_argument("--rank-by", default="fps", metavar="FIELD",
+                        help="fps (default), miou, latency_ms_mean, latency_ms_median, latency_ms_p90, gmacs, params_m, peak_mem_mb")
+    parser.add_argument("--group-by", default="input_size,batch,device,runtime,precision", metavar="FIELD[,FIELD]",
                         help="comma-separated row fields that define a group (default input_size,batch,device,runtime,precision)")
 
 

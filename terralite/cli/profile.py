@@ -14,21 +14,20 @@ DESCRIPTION = (
 
 def add_arguments(parser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL", help="baseline name, spec/arch JSON or checkpoint")
-    parser.add_argument("--size", type=int, default=1024, help="input height and width (default 1024)")
-    parser.add_argument("--in-channels", type=int, default=None, help="input bands (default: the spec's, else 3)")
+    parser.add_argument("--size", type=int, default=1024, metavar="PX", help="input height and width (default 1024)")
+    parser.add_argument("--in-channels", type=int, default=None, metavar="N", help="input bands (default: the spec's, else 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object per model instead of a table")
 
 
 def run(args) -> int:
     import json
 
-    from terralite.benchmark.profiler import profile_reference
+    from terralite.benchmark.profiler import profile_references
 
     flagged = False
     if not args.json:
         print(f"{'model':<28} {'params (M)':>10} {'total (M)':>10} {'GMACs fvcore':>13} {'GMACs torch':>12} {'diff %':>7}  fvcore skipped")
-    for ref in args.models:  # printed one by one: a large network at 1024 px takes a while on a CPU
-        r = profile_reference(ref, args.size, args.in_channels)
+    for r in profile_references(args.models, args.size, args.in_channels):  # one by one: a large network takes a while
         flagged |= r["flagged"]
         if args.json:
             print(json.dumps(r), flush=True)

@@ -4,37 +4,48 @@ from __future__ import annotations
 
 import argparse
 
+from terralite.cli.options import add_config_options, printed_config
+
 HELP = "quantise a checkpoint or ONNX model to int8 (ONNX Runtime QDQ) and report agreement with fp32"
 DESCRIPTION = (
     "Export the checkpoint to fp32 ONNX (beside --out, as NAME.fp32.onnx) unless an ONNX file is given, calibrate "
     "activation ranges on tiles of --calib normalised as the model was trained, write the int8 QDQ model, then "
     "compare it with fp32 on --eval-split (pixel agreement, mIoU of each). Writes OUT.json and "
-    "compression_rows.jsonl beside --out. --tensorrt also builds a TensorRT int8 engine (needs tensorrt)."
+    "compression_rows.jsonl beside --out. --tensorrt also builds a TensorRT int8 engine (needs tensorrt). "
+    "Settings: --config YAML <- --set key=value <- explicit options."
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", metavar="CKPT|ONNX", help="TerraLite checkpoint (.pt) or an ONNX file from terralite export")
-    parser.add_argument("--calib", required=True, metavar="ROOT", help="dataset root whose tiles calibrate (and evaluate) the model")
-    parser.add_argument("--out", required=True, metavar="MODEL.int8.onnx", help="int8 ONNX file to write")
-    parser.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales (more accurate, a little slower)")
-    parser.add_argument("--calib-images", type=int, default=32, metavar="N", help="calibration tiles, spread over the split (default 32)")
-    parser.add_argument("--calib-split", default="train", help="split the calibration tiles come from (default train)")
-    parser.add_argument("--eval-split", default="val", help="split for the fp32/int8 agreement; 'none' to skip (default val)")
-    parser.add_argument("--eval-images", type=int, default=0, metavar="N", help="evaluate on N tiles spread over the split (default: all)")
-    parser.add_argument("--tensorrt", default=None, metavar="ENGINE", help="also build a TensorRT int8 engine from the QDQ model at this path")
-    parser.add_argument("--bench-size", type=int, default=1024, help="input side for the CPU latency rows (default 1024)")
-    parser.add_argument("--bench-iters", type=int, default=10, help="timed iterations per latency row (default 10)")
+    # Defaults live in QuantizeOptions: a flag left out (None) keeps the --config file's value.
+    parser.add_argument("source", nargs="?", default=None, metavar="MODEL",
+                        help="TerraLite checkpoint (.pt) or an ONNX file from terralite export")
+    parser.add_argument("--calib", default=None, metavar="ROOT", help="dataset root whose tiles calibrate (and evaluate) the model (required)")
+    parser.add_argument("--out", default=None, metavar="FILE", help="int8 ONNX file to write, e.g. MODEL.int8.onnx (required)")
+    parser.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales (more accurate, a little slower)")
+    parser.add_argument("--calib-images", type=int, default=None, metavar="N", help="calibration tiles, spread over the split (default 32)")
+    parser.add_argument("--calib-split", default=None, metavar="SPLIT", help="split the calibration tiles come from (default train)")
+    parser.add_argument("--eval-split", default=None, metavar="SPLIT", help="split for the fp32/int8 agreement; 'none' to skip (default val)")
+    parser.add_argument("--eval-images", type=int, default=None, metavar="N", help="evaluate on N tiles spread over the split (default 0: all)")
+    parser.add_argument("--tensorrt", default=None, metavar="FILE", help="also build a TensorRT int8 engine from the QDQ model at this path")
+    parser.add_argument("--bench-size", type=int, default=None, metavar="PX", help="input side for the CPU latency rows (default 1024)")
+    parser.add_argument("--bench-iters", type=int, default=None, metavar="N", help="timed iterations per latency row (default 10)")
+    add_config_options(parser, example="--set calib_images=64")
 
 
 def run(args: argparse.Namespace) -> int:
     from terralite.compress.quantization import QuantizeOptions, quantize_model
+    from terralite.config import resolve_config
 
-    report = quantize_model(QuantizeOptions(
-        source=args.source, calib=args.calib, out=args.out, per_channel=args.per_channel, calib_images=args.calib_images,
-        calib_split=args.calib_split, eval_split=None if args.eval_split.lower() == "none" else args.eval_split,
-        eval_images=args.eval_images, tensorrt=args.tensorrt, bench_size=args.bench_size, bench_iters=args.bench_iters,
-    ))
+    opts = resolve_config(QuantizeOptions, args.config, args.overrides, fields={
+        "source": args.source, "calib": args.calib, "out": args.out, "per_channel": args.per_channel,
+        "calib_images": args.calib_images, "calib_split": args.calib_split, "eval_split": args.eval_split,
+        "eval_images": args.eval_images, "tensorrt": args.tensorrt, "bench_size": args.bench_size,
+        "bench_iters": args.bench_iters,
+    })
+    if printed_config(args, opts):
+        return 0
+    report = quantize_model(opts)
     line = f"int8 model: {report['int8_onnx']} ({report['int8_bytes'] / 1e6:.1f} MB, fp32 {report['fp32_bytes'] / 1e6:.1f} MB)"
     if "agreement" in report:
         a = report["agreement"]

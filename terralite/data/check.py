@@ -4,6 +4,9 @@ Every problem is collected (not only the first) with the file it concerns: liste
 rasters that cannot be opened or read to the end (corrupt, truncated), labels that are not single-band,
 differ from their image in size or georeferencing, or hold values outside 0..8, and images whose band
 count differs from the rest. Rasters are read one at a time.
+
+These functions always read the files. Jobs go through :func:`terralite.data.registry.check_data`, which
+caches a sound verdict (see :mod:`terralite.data.cache`); :func:`require_sound_dataset` of one split does too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Problem:
 
     path: Path
     message: str
+    #: True for a listed file that does not exist (allowed with ``skip_missing``).
+    missing: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -81,7 +86,7 @@ def check_dataset(root: str | os.PathLike, split: str | None = None) -> list[Pro
         except TerraLiteError as exc:
             problems.append(Problem(root / f"{name}.txt", str(exc)))
             continue
-        problems += [Problem(path, f"listed in {name}.txt but missing") for path in missing]
+        problems += [Problem(path, f"listed in {name}.txt but missing", missing=True) for path in missing]
         for image_path, label_path in found:
             samples.setdefault(image_path, label_path)
 
@@ -128,12 +133,111 @@ def format_problems(problems: list[Problem]) -> str:
     return "\n".join(str(p) for p in problems)
 
 
+def problems_error(what: str, problems: list[Problem], hint: str) -> TerraLiteError:
+    """One TerraLiteError listing (up to 20 of) ``problems`` of ``what``, ending with ``hint``."""
+    listed = "; ".join(str(p) for p in problems[:20])
+    more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
+    return TerraLiteError(f"{what} has {len(problems)} problem(s): {listed}{more}. {hint}")
+
+
 def require_sound_dataset(root: str | os.PathLike, split: str | None) -> None:
-    """Raise a TerraLiteError listing every problem (with its file) unless the dataset is sound."""
+    """Raise a TerraLiteError listing every problem (with its file) unless the dataset is sound.
+
+    One split is checked through :func:`terralite.data.registry.check_data` (a sound verdict is cached);
+    ``split=None`` checks every split list, uncached.
+    """
+    if split is not None:
+        from terralite.data.registry import DataConfig, check_data
+
+        check_data(DataConfig(root=str(root)), split)
+        return
     problems = check_dataset(root, split)
     if problems:
-        what = f"split {split!r} of dataset {root}" if split else f"dataset {root}"
-        listed = "; ".join(str(p) for p in problems[:20])
-        more = f"; and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise TerraLiteError(f"{what} has {len(problems)} problem(s): {listed}{more}. "
-                             f"Fix or remove these files (see `terralite data check {root}`)")
+        raise problems_error(f"dataset {root}", problems, f"Fix or remove these files (see `terralite data check {root}`)")
+
+
+# ---- large rasters -------------------------------------------------------------------------------------------
+
+#: Pixels read at once when a large raster is checked (per strip, all bands).
+_STRIP_PIXELS = 1 << 24
+
+
+def _strips(src):
+    """Row windows covering ``src`` whose pixels (all bands) stay under ``_STRIP_PIXELS``."""
+    from rasterio.windows import Window
+
+    block = max(1, src.block_shapes[0][0]) if src.block_shapes else 1
+    rows = max(1, _STRIP_PIXELS // max(1, src.width * src.count))
+    rows = max(block, rows // block * block)
+    for row in range(0, src.height, rows):
+        yield Window(0, row, src.width, min(rows, src.height - row))
+
+
+def _read_all(path: Path, problems: list[Problem], values: set | None = None) -> dict | None:
+    """Header of a raster after reading it to the end in strips (``values`` collects its distinct values)."""
+    try:
+        with open_raster(path) as src:
+            meta = {"count": src.count, "crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
+                    "nodata": src.nodata, "bounds": tuple(src.bounds)}
+            for window in _strips(src):
+                pixels = read_from(src, window=window)
+                if values is not None and len(values) <= 1024:
+                    if pixels.dtype.kind == "u" and pixels.dtype.itemsize <= 2:  # much faster than sorting
+                        values.update(np.flatnonzero(np.bincount(pixels.ravel())).tolist())
+                    else:
+                        values.update(np.unique(pixels).tolist())
+            return meta
+    except TerraLiteError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+
+
+def check_large_raster(image: str | os.PathLike, label: str | os.PathLike | None = None,
+                       region_mask: str | os.PathLike | None = None, label_values: range | None = None) -> list[Problem]:
+    """All problems of one large image raster, its label raster and its region mask; [] when sound.
+
+    Each raster must open and read to the end (read in strips, never whole). The label must be single-band, on
+    the image's grid (size, CRS, geotransform) and hold only ``label_values`` (or its nodata value). The region
+    mask must be single-band, cover the image's extent (when both are georeferenced) and have a nonzero pixel.
+    """
+    problems: list[Problem] = []
+    image = Path(image)
+    image_meta = _read_all(image, problems)
+    if label is not None:
+        label = Path(label)
+        values: set = set()
+        meta = _read_all(label, problems, values)
+        if meta is not None:
+            if meta["count"] != 1:
+                problems.append(Problem(label, f"label has {meta['count']} bands; it must be single-band"))
+            if image_meta is not None:
+                if meta["shape"] != image_meta["shape"]:
+                    (lh, lw), (ih, iw) = meta["shape"], image_meta["shape"]
+                    problems.append(Problem(label, f"label is {lw}x{lh} px but image {image.name} is {iw}x{ih} px"))
+                else:
+                    why = _same_georeferencing(image_meta, meta)
+                    if why:
+                        problems.append(Problem(label, f"georeferencing differs from the image's: {why}"))
+            if label_values is not None:
+                bad = sorted(v for v in values if v not in label_values and v != meta["nodata"])
+                if bad:
+                    shown = ", ".join(str(v) for v in bad[:10])
+                    problems.append(Problem(label, f"label values outside {label_values.start}..{label_values.stop - 1}: "
+                                                   f"{shown} (set data.class_merge to the table these values belong to)"))
+    if region_mask is not None:
+        region_mask = Path(region_mask)
+        values = set()
+        meta = _read_all(region_mask, problems, values)
+        if meta is not None:
+            if meta["count"] != 1:
+                problems.append(Problem(region_mask, f"region mask has {meta['count']} bands; it must be single-band"))
+            elif not any(v != 0 for v in values):
+                problems.append(Problem(region_mask, "region mask has no nonzero pixel: nothing would be held out"))
+            if image_meta is not None and meta["crs"] is not None and image_meta["crs"] is not None:
+                pixel = max(abs(meta["transform"].a), abs(meta["transform"].e))
+                if meta["crs"] != image_meta["crs"]:
+                    problems.append(Problem(region_mask, f"CRS {meta['crs']} differs from the image's {image_meta['crs']}"))
+                elif any(abs(a - b) > pixel for a, b in zip(meta["bounds"], image_meta["bounds"])):
+                    problems.append(Problem(region_mask, f"bounds {meta['bounds']} do not cover the image's extent "
+                                                         f"{image_meta['bounds']}"))
+    return problems

@@ -40,6 +40,21 @@ PALETTE: dict[int, tuple[int, int, int]] = {
     8: (0xDE, 0x1F, 0x07),
 }
 
+#: RGB colour per training id 0..7 (the palette without unknown).
+TRAIN_PALETTE: tuple[tuple[int, int, int], ...] = tuple(PALETTE[i] for i in range(1, NUM_CLASSES + 1))
+
+
+def default_palette(count: int) -> tuple[tuple[int, int, int], ...]:
+    """``count`` distinct, deterministic RGB colours for classes without an official palette."""
+    colours = []
+    for i in range(count):
+        hue = (i * 0.618033988749895) % 1.0  # golden-ratio steps spread hues evenly
+        sector, frac = divmod(hue * 6, 1)
+        v, p, q, t = 230, 40, round(40 + 190 * (1 - frac)), round(40 + 190 * frac)
+        colours.append([(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][int(sector)])
+    return tuple(colours)
+
+
 # 256-entry lookup table: raw uint8 label → training id.
 _TRAIN_ID_LUT = np.full(256, IGNORE_INDEX, dtype=np.int64)
 _TRAIN_ID_LUT[1 : NUM_CLASSES + 1] = np.arange(NUM_CLASSES)

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from terralite.data.classes import label_to_train_id
+from terralite.data.classes import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, TRAIN_PALETTE, label_to_train_id
 from terralite.data.normalize import normalize, per_band, safe_std
 from terralite.data.raster import open_raster, read_from, read_label
 from terralite.data.transforms import pad_to_multiple, resize_to_multiple
@@ -131,17 +131,26 @@ class OpenEarthMapDataset(torch.utils.data.Dataset):
     ignored), ``"resize"`` (image bilinear, label nearest) or ``"none"``. Listed files that do not exist raise
     a TerraLiteError naming them, or with ``skip_missing=True`` are skipped, listed in ``.missing`` and
     reported with a warning. ``require_labels`` defaults to true except for the ``test`` split (see
-    :func:`labels_required`); an image without a label gets an all-ignore label.
+    :func:`labels_required`); an image without a label gets an all-ignore label. ``stats_fn(samples)`` computes
+    the statistics when ``mean``/``std`` are not given (default :func:`~terralite.data.stats.stats_of_samples`;
+    the dataset registry passes a cached one).
+
+    Classes are attributes (``class_names``, ``num_classes``, ``ignore_index``, ``palette``: RGB per training id).
 
     Validation and test sets must be normalised like the training set: pass it ``bands``/``mean``/``std``
     from the training set's :meth:`input_record` (or the checkpoint's ``input`` entry).
     """
 
+    class_names: tuple[str, ...] = CLASS_NAMES
+    num_classes: int = NUM_CLASSES
+    ignore_index: int = IGNORE_INDEX
+    palette: tuple[tuple[int, int, int], ...] = TRAIN_PALETTE
+
     def __init__(self, root: str | os.PathLike, split: str = "train",
                  transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
                  skip_missing: bool = False, size_policy: str = "pad", bands: Sequence[int | str] | None = None,
                  mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
-                 require_labels: bool | None = None):
+                 require_labels: bool | None = None, stats_fn: Callable[[list[Sample]], dict] | None = None):
         from terralite.data.bands import band_names, resolve_bands
 
         if size_policy not in SIZE_POLICIES:
@@ -161,9 +170,10 @@ class OpenEarthMapDataset(torch.utils.data.Dataset):
         self.bands: list[int] | None = None if bands is None else resolve_bands(bands, self.band_names)
         self.num_bands = len(self.band_names) if self.bands is None else len(self.bands)
         if mean is None or std is None:
-            from terralite.data.stats import select_bands, stats_of_samples
+            from terralite.data import stats as stats_module
 
-            stats = stats_of_samples(self.samples)
+            stats = (stats_fn or stats_module.stats_of_samples)(self.samples)
+            select_bands = stats_module.select_bands
             mean = select_bands(stats["bands"]["mean"], self.bands)
             std = select_bands(stats["bands"]["std"], self.bands)
         self.mean = per_band(mean, self.num_bands, "mean")

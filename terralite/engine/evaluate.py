@@ -48,11 +48,18 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return amp
 
 
-def class_names(num_classes: int) -> list[str]:
+def class_names(num_classes: int, dataset: Dataset | None = None) -> list[str]:
+    """The dataset's class names when it has them for ``num_classes`` classes, else OpenEarthMap's or ``class_<i>``."""
+    names = getattr(dataset, "class_names", None)
+    if names is not None and len(names) == num_classes:
+        return list(names)
     return list(CLASS_NAMES) if num_classes == len(CLASS_NAMES) else [f"class_{i}" for i in range(num_classes)]
 
 
 def _tile_names(dataset: Dataset, indices: list[int]) -> list[str]:
+    names = getattr(dataset, "names", None)
+    if names is not None:
+        return [Path(names[i]).stem for i in indices]
     samples = getattr(dataset, "samples", None)
     if samples is None:
         return [f"tile_{i:05d}" for i in indices]
@@ -77,7 +84,7 @@ def evaluate(
     batch_size: int = 1,
     *,
     num_classes: int | None = None,
-    ignore_index: int = IGNORE_INDEX,
+    ignore_index: int | None = None,
     window: int = DEFAULT_WINDOW,
     overlap: float = 0.25,
     amp: str = "none",
@@ -91,9 +98,12 @@ def evaluate(
     "classes": [...names], "tta", "forward_passes", "tiles", "seconds"}``. ``tta`` is a mode of
     :mod:`terralite.tta`; tiles with a side above ``window`` are evaluated in overlapping windows.
     ``save_predictions``: a folder that receives one PNG of predicted class ids (0..K-1) per tile, named after
-    the tile, at the label's size. The model is put in eval mode.
+    the tile, at the label's size. The model is put in eval mode. ``ignore_index`` defaults to the dataset's
+    ``ignore_index`` attribute (255 without one); class names come from its ``class_names``.
     """
     check_tta_mode(tta)
+    if ignore_index is None:
+        ignore_index = getattr(dataset, "ignore_index", IGNORE_INDEX)
     device = torch.device(device)
     amp = resolve_amp(amp, device)
     model = model.to(device).eval()
@@ -137,7 +147,7 @@ def evaluate(
     tiles = all_reduce_sum(torch.tensor([len(indices)], device=device))
     result = cm.compute()
     result.update({
-        "classes": class_names(cm.num_classes),
+        "classes": class_names(cm.num_classes, dataset),
         "tta": tta,
         "forward_passes": TTA_MODES[tta],
         "tiles": int(tiles.item()),
@@ -153,18 +163,35 @@ def _num_classes_of(model: nn.Module) -> int:
     raise TerraLiteError("cannot tell the model's number of classes; pass num_classes=")
 
 
-def dataset_for_checkpoint(ckpt: dict, root: str | Path, split: str, skip_missing: bool = False) -> Dataset:
+def dataset_for_checkpoint(ckpt: dict, data, split: str, skip_missing: bool = False) -> Dataset:
     """The split read with the band selection and normalisation the checkpoint's model was trained with.
 
-    Raises a one-line TerraLiteError when the data's band count differs from the model's input channels.
+    ``data`` is a :class:`~terralite.data.registry.DataConfig`, a dataset root or a data YAML file (see
+    :meth:`DataConfig.from_value`); ``skip_missing=True`` turns on ``data.skip_missing``. A checkpoint without an
+    ``input`` record is normalised with the split's own (cached) statistics. Raises a one-line TerraLiteError
+    when the data's band count differs from the model's input channels.
     """
-    from terralite.data.openearthmap import OpenEarthMapDataset
+    import dataclasses
 
-    record = ckpt.get("input") or {}
-    dataset = OpenEarthMapDataset(root, split, skip_missing=skip_missing, bands=record.get("bands"),
-                                  mean=record.get("mean"), std=record.get("std"))
-    check_band_count(dataset.num_bands, ckpt["spec"], f"{root} ({split} split)")
+    from terralite.data.registry import DataConfig, build_dataset
+
+    cfg = DataConfig.from_value(data)
+    if skip_missing and not cfg.skip_missing:
+        cfg = dataclasses.replace(cfg, skip_missing=True)
+    dataset = build_dataset(cfg, split, input_record=ckpt.get("input") or None)
+    check_band_count(dataset.num_bands, ckpt["spec"], f"{_data_label(data)} ({split} split)")
     return dataset
+
+
+def _data_label(data) -> str:
+    """How results name the data: the root or file as given, or the config's one-line description."""
+    import os
+
+    if isinstance(data, (str, os.PathLike)):
+        return str(data)
+    from terralite.data.registry import describe_data
+
+    return describe_data(data)
 
 
 def check_band_count(num_bands: int, spec: dict, where: str) -> None:
@@ -177,7 +204,7 @@ def check_band_count(num_bands: int, spec: dict, where: str) -> None:
 
 def evaluate_checkpoint(
     checkpoint: str | Path,
-    data: str | Path,
+    data,
     split: str = "test",
     tta: str = "none",
     device: str = "auto",
@@ -189,7 +216,10 @@ def evaluate_checkpoint(
     amp: str = "none",
     skip_missing: bool = False,
 ) -> dict:
-    """Evaluate a TerraLite checkpoint on a split; optionally write the metrics JSON (atomically)."""
+    """Evaluate a TerraLite checkpoint on a split; optionally write the metrics JSON (atomically).
+
+    ``data``: a :class:`~terralite.data.registry.DataConfig`, a dataset root or a data YAML file.
+    """
     from terralite.atomic import ensure_parent, write_text_atomic
     from terralite.checkpoint import load_checkpoint
     from terralite.device import device_name, resolve_device
@@ -209,7 +239,7 @@ def evaluate_checkpoint(
     finally:
         if ctx.owns_group:
             shutdown_distributed()
-    result = {"checkpoint": str(checkpoint), "model": describe(ckpt["spec"]), "data": str(data), "split": split,
+    result = {"checkpoint": str(checkpoint), "model": describe(ckpt["spec"]), "data": _data_label(data), "split": split,
               "device": device_name(dev), "processes": ctx.world_size, "amp": resolve_amp(amp, dev), **result}
     if json_out and ctx.is_main:
         write_text_atomic(json_out, json.dumps(json_safe(result), indent=2) + "\n")

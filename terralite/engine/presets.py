@@ -1,8 +1,8 @@
 """The training config (typed dataclasses) and the paper's recipes as named presets.
 
 A run's config is resolved as: ``TrainConfig`` defaults ← preset ← YAML file ← ``key=value`` overrides ←
-explicit command-line flags (``terralite.config.resolve_config``); the resolved copy is saved in the run folder
-and in every checkpoint.
+explicit command-line flags (:func:`terralite.config.resolve_config`); the resolved copy is saved in the run
+folder and in every checkpoint.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from terralite.config import from_dict
+from terralite.config import from_dict, migrate_job_keys
+from terralite.data.registry import DataConfig
 from terralite.errors import TerraLiteError
 
 
@@ -50,7 +51,7 @@ class TrainConfig:
 
     model: str = ""
     label: str | None = None  # name of the trained network in its checkpoint spec (default: the spec's own)
-    data: str = ""
+    data: DataConfig = field(default_factory=DataConfig)  # the dataset (a root folder is shorthand for data.root)
     out: str = ""
     preset: str = "unet"
     epochs: int = 200
@@ -66,8 +67,6 @@ class TrainConfig:
     val_split: str | None = "val"  # None: no validation, no best.pt
     val_every: int = 1  # epochs between validations (the last epoch is always validated)
     val_tta: str = "none"
-    bands: list[Any] | None = None  # input band selection (indices or names); None = all
-    skip_missing: bool = False
     device: str = "auto"
     amp: str = "auto"  # auto (bf16 if supported else fp16 on CUDA, none on CPU) | fp16 | bf16 | none
     channels_last: bool = True  # CUDA only
@@ -75,11 +74,15 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
     checkpoint_every: int = 100  # optimizer steps between mid-epoch saves of last.pt; 0 = end of epoch only
-    max_steps_per_epoch: int = 0  # cap on optimizer steps per epoch (quick runs, fine-tunes); 0 = whole split
+    steps_per_epoch: int = 0  # cap on optimizer steps per epoch (quick runs, fine-tunes); 0 = the whole split
     resume: bool = False
     teacher: str | None = None  # checkpoint of a teacher for logits KL distillation
     kd_tau: float = 1.0
     kd_alpha: float = 1.0
+
+    @classmethod
+    def migrate(cls, data: dict) -> dict:
+        return migrate_job_keys(data)
 
 
 PRESETS: dict[str, dict] = {
@@ -115,8 +118,7 @@ def preset_dict(name: str) -> dict:
 
 def get_preset(name: str, **overrides: Any) -> TrainConfig:
     """The ``TrainConfig`` of a preset, with top-level fields replaced by ``overrides`` (e.g. model=, data=, out=)."""
-    cfg = from_dict(TrainConfig, preset_dict(name))
-    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+    return from_dict(TrainConfig, {**preset_dict(name), **overrides})
 
 
 def resolve_train_config(preset: str | None = None, yaml_path: str | None = None, overrides: list[str] | None = None, **flags: Any) -> TrainConfig:
@@ -127,15 +129,7 @@ def resolve_train_config(preset: str | None = None, yaml_path: str | None = None
     A ``loss`` given in the YAML or the overrides replaces the preset's loss instead of merging into it
     (``loss: {ohem: 1}`` over the U-Net preset means OHEM alone, not CE + OHEM).
     """
-    from terralite.config import load_yaml, merge, parse_overrides
+    from terralite.config import load_yaml, parse_overrides, resolve_config
 
-    user = merge(load_yaml(yaml_path) if yaml_path else {}, parse_overrides(overrides))
-    named = user.pop("preset", None)
-    base = preset_dict(preset or named or "unet")
-    if "loss" in user:
-        base.pop("loss")
-    data = merge(base, user)
-    for key, value in flags.items():
-        if value is not None:
-            data[key] = value
-    return from_dict(TrainConfig, data)
+    named = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset")
+    return resolve_config(TrainConfig, yaml_path, overrides, base=preset_dict(named or "unet"), fields=flags, replace=("loss",))

@@ -26,7 +26,7 @@ def _sync(device: torch.device) -> None:
 
 def measure_throughput(
     model: str,
-    data: str | Path,
+    data,
     crop: int = 512,
     batch: int = 8,
     steps: int = 50,
@@ -37,10 +37,14 @@ def measure_throughput(
     channels_last: bool = True,
     split: str = "train",
     seed: int = 0,
+    out: str | Path | None = None,
 ) -> dict:
-    """Train ``model`` (baseline name, spec JSON or checkpoint) for ``warmup`` + ``steps`` steps and time them."""
-    from terralite.data.classes import IGNORE_INDEX, NUM_CLASSES
-    from terralite.data.openearthmap import OpenEarthMapDataset
+    """Train ``model`` (baseline name, spec JSON or checkpoint) for ``warmup`` + ``steps`` steps and time them.
+
+    ``data``: a :class:`~terralite.data.registry.DataConfig`, a dataset root or a data YAML file. ``out``: also
+    write the result as JSON there (atomically; its folder is checked before anything is measured).
+    """
+    from terralite.data.registry import DataConfig, build_dataset, describe_data
     from terralite.data.transforms import train_transform
     from terralite.device import device_name, resolve_device
     from terralite.engine.train import split_outputs
@@ -50,13 +54,19 @@ def measure_throughput(
 
     if steps < 1 or warmup < 0 or batch < 1:
         raise TerraLiteError(f"need steps >= 1, warmup >= 0 and batch >= 1 (got steps={steps}, warmup={warmup}, batch={batch})")
+    if out is not None:
+        from terralite.atomic import ensure_parent
+
+        ensure_parent(out)
     dev = resolve_device(device)
     amp = resolve_amp(amp, dev)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = True
     generator = torch.Generator()
-    dataset = OpenEarthMapDataset(data, split, transform=train_transform(crop or None, flip_rotate=False, generator=generator))
-    spec, ckpt = resolve_model_reference(model, dataset.num_bands, NUM_CLASSES)
+    data_cfg = DataConfig.from_value(data)
+    data_label = str(data) if isinstance(data, (str, Path)) else describe_data(data_cfg)
+    dataset = build_dataset(data_cfg, split, transform=train_transform(crop or None, flip_rotate=False, generator=generator))
+    spec, ckpt = resolve_model_reference(model, dataset.num_bands, dataset.num_classes)
     net = build_model(spec)
     if ckpt is not None:
         net.load_state_dict(ckpt["state_dict"])
@@ -66,12 +76,12 @@ def measure_throughput(
         net = net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-6)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp == "fp16")
-    criterion = build_loss("ce", IGNORE_INDEX).to(dev)
+    criterion = build_loss("ce", dataset.ignore_index).to(dev)
     num_workers = default_workers(dev) if workers is None else workers
     loader = build_loader(dataset, batch, shuffle=True, seed=seed, device=dev, num_workers=num_workers,
                           drop_last=len(dataset) >= batch, generator=generator)
     if len(loader) == 0:
-        raise TerraLiteError(f"the {split} split of {data} has {len(dataset)} tiles, fewer than batch {batch}")
+        raise TerraLiteError(f"the {split} split of {data_label} has {len(dataset)} tiles, fewer than batch {batch}")
 
     epoch = 0
     iterator = iter(loader)
@@ -104,9 +114,9 @@ def measure_throughput(
             waits.append(arrived - started)
             totals.append(done - started)
     total = sum(totals)
-    return {
+    result = {
         "model": describe(spec),
-        "data": str(data),
+        "data": data_label,
         "tiles": len(dataset),
         "crop": crop,
         "batch": batch,
@@ -123,9 +133,8 @@ def measure_throughput(
         "versions": library_versions(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if out is not None:
+        from terralite.atomic import write_text_atomic
 
-
-def write_throughput(result: dict, path: str | Path) -> Path:
-    from terralite.atomic import write_text_atomic
-
-    return write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    return result

@@ -49,6 +49,21 @@ def test_bench_cli_writes_to_a_folder(tmp_path, capsys):
     assert "unet-resnet18" in capsys.readouterr().out
 
 
+def test_bench_cli_takes_the_core_tta_names_and_the_old_batch_spelling(tmp_path):
+    out = tmp_path / "rows.jsonl"
+    code = main(["bench", "unet-resnet18", "--size", "64", "--tta", "none,flips", "--batch", "2", "--warmup", "0",
+                 "--iters", "1", "--out", str(out)])
+    assert code == 0
+    assert [(r["tta"], r["batch"]) for r in read_rows(out)] == [("none", 2), ("flips", 2)]
+
+
+def test_unknown_bench_tta_lists_the_modes(tmp_path, capsys):
+    assert main(["bench", "unet-resnet18", "--size", "64", "--tta", "vflip", "--out", str(tmp_path / "r.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert all(mode in err for mode in ("none", "hflip", "flips", "d4", "hflip-batched"))
+    assert list(tmp_path.iterdir()) == []  # refused before any file was written
+
+
 def test_bench_cli_errors(tmp_path, capsys):
     assert main(["bench", "unet-resnet18", "--size", "64", "--data", str(tmp_path), "--out", str(tmp_path / "r.jsonl")]) == 2
     assert "--data needs a checkpoint" in capsys.readouterr().err

@@ -11,14 +11,14 @@ from terralite.cli import main
 from terralite.errors import TerraLiteError
 from terralite.tta import tta_forward
 
-MODES = ("none", "hflip", "hflip-batched")
+MODES = ("none", "hflip", "hflip-batched", "flips", "d4")  # the core's TTA modes and the bench's batched hflip
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_runner_logits_and_stats(tiny, runtime):
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        expected = {"none": tiny(x), "hflip": tta_forward(tiny, x, "hflip")}
+        expected = {mode: tta_forward(tiny, x, mode) for mode in ("none", "hflip", "flips", "d4")}
     expected["hflip-batched"] = expected["hflip"]
     for mode in MODES:
         runner = build_runner(runtime, tiny, size=32, in_channels=3, tta=mode)
@@ -49,8 +49,8 @@ def test_runner_errors(tiny):
         build_runner("onnxruntime", tiny, size=32, in_channels=3, precision="fp16")
     with pytest.raises(TerraLiteError, match="int8 on onnxruntime needs a quantised ONNX file"):
         build_runner("onnxruntime", tiny, size=32, in_channels=3, precision="int8")
-    with pytest.raises(TerraLiteError, match="unknown TTA mode 'd4'"):
-        build_runner("torch", tiny, size=32, in_channels=3, tta="d4")
+    with pytest.raises(TerraLiteError, match="unknown TTA mode 'vflip'"):
+        build_runner("torch", tiny, size=32, in_channels=3, tta="vflip")
     with pytest.raises(TerraLiteError, match="warmup >= 0 and iters >= 1"):
         build_runner("torch", tiny, size=32, in_channels=3).measure(0, 0)
 

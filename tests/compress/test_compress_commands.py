@@ -37,7 +37,8 @@ def tiny_ckpt(synthetic_root, tmp_path_factory):
 def test_prune_with_finetune_writes_a_reloadable_checkpoint_and_rows(tiny_ckpt, synthetic_root, tmp_path):
     out = tmp_path / "run"
     code = main(["prune", str(tiny_ckpt), "--ratio", "0.5", "--data", str(synthetic_root), "--out", str(out),
-                 "--finetune-epochs", "1", "--set", "batch_size=2", "--set", "crop=64", "--set", "max_steps_per_epoch=1",
+                 "--finetune-epochs", "1", "--train-set", "batch_size=2", "--train-set", "crop=64",
+                 "--train-set", "max_steps_per_epoch=1",
                  "--device", "cpu", *BENCH])
     assert code == 0
     from terralite.models import load_model
@@ -127,8 +128,8 @@ def test_calibration_data_with_other_band_count_leaves_nothing(synthetic_root, t
 def test_distill_logits_cwd_beside_the_student_alone(tiny_ckpt, synthetic_root, tmp_path):
     out = tmp_path / "kd"
     code = main(["distill", "--teacher", str(tiny_ckpt), "--student", str(tiny_ckpt), "--data", str(synthetic_root),
-                 "--out", str(out), "--kd", "both", "--epochs", "1", "--set", "batch_size=2", "--set", "crop=64",
-                 "--set", "max_steps_per_epoch=1", "--device", "cpu", "--compare-alone", *BENCH])
+                 "--out", str(out), "--kd", "both", "--epochs", "1", "--train-set", "batch_size=2", "--train-set", "crop=64",
+                 "--train-set", "max_steps_per_epoch=1", "--device", "cpu", "--compare-alone", *BENCH])
     assert code == 0
     summary = json.loads((out / "distill.json").read_text())
     assert set(summary["miou"]) == {"teacher", "distilled", "alone"}
@@ -143,13 +144,13 @@ def test_feature_cwd_trains_adapters_that_stay_out_of_the_student(tiny_ckpt, syn
     student.write_text(json.dumps({"kind": "fasterseg", "label": "narrow", "arch": dict(TINY_ARCH, F=1)}))
     out = tmp_path / "kd"
     code = main(["distill", "--teacher", str(tiny_ckpt), "--student", str(student), "--data", str(synthetic_root),
-                 "--out", str(out), "--kd", "cwd", "--feature-layers", "stem", "--epochs", "1", "--set", "batch_size=2",
-                 "--set", "crop=64", "--set", "max_steps_per_epoch=1", "--device", "cpu", "--eval-split", "none", *BENCH])
+                 "--out", str(out), "--kd", "cwd", "--feature-layers", "stem", "--epochs", "1", "--train-set", "batch_size=2",
+                 "--train-set", "crop=64", "--train-set", "max_steps_per_epoch=1", "--device", "cpu", "--eval-split", "none", *BENCH])
     assert code == 0
     from terralite.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(out / "distilled" / "last.pt")
-    assert ckpt["spec"]["label"] == "narrow" and ckpt["spec"]["arch"]["F"] == 1
+    assert ckpt["spec"]["label"] == "narrow-distilled" and ckpt["spec"]["arch"]["F"] == 1  # the trained network is named
     assert not any("adapter" in key for key in ckpt["state_dict"])
     assert list(ckpt["extra_terms"][0]) == ["adapters.0.weight", "adapters.0.bias"]  # kept for a resume
     init = load_checkpoint(out / "student_init.pt")
@@ -179,3 +180,77 @@ def test_tensorrt_int8_engine_from_the_qdq_model(tiny_ckpt, synthetic_root, tmp_
     from terralite.benchmark.tensorrt_engine import load_engine
 
     assert engine.stat().st_size > 0 and load_engine(engine) is not None
+
+
+# --------------------------------------------------------------------------- options: --config, --set, --print-config
+
+PRINT_CONFIG_CASES = {
+    "prune": ["prune", "parent.pt", "--ratio", "0.5", "--data", "data", "--out", "2024", "--train-set", "batch_size=2",
+              "--eval-split", "none", "--set", "taylor_tiles=8"],
+    "distill": ["distill", "--teacher", "t.pt", "--student", "unet-resnet18", "--data", "data", "--out", "2024",
+                "--train-set", "seed=1", "--feature-layers", "stem", "enc:dec", "--set", "kd=cwd"],
+    "quantize": ["quantize", "m.pt", "--calib", "data", "--out", "2024", "--eval-split", "none", "--set", "calib_images=3"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(PRINT_CONFIG_CASES))
+def test_print_config_round_trips_through_config(command, tmp_path, capsys):
+    import yaml
+
+    assert main([*PRINT_CONFIG_CASES[command], "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert yaml.safe_load(printed)["out"] == "2024"  # a flag's value is the string, never re-read as YAML (the int 2024)
+    (tmp_path / "opts.yaml").write_text(printed)
+    assert main([command, "--config", str(tmp_path / "opts.yaml"), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    assert list(tmp_path.iterdir()) == [tmp_path / "opts.yaml"]  # printing runs nothing
+
+
+def test_print_config_options_land_in_their_fields(capsys):
+    import yaml
+
+    assert main([*PRINT_CONFIG_CASES["prune"], "--print-config"]) == 0
+    opts = yaml.safe_load(capsys.readouterr().out)
+    assert (opts["checkpoint"], opts["ratio"], opts["eval_split"], opts["taylor_tiles"]) == ("parent.pt", 0.5, None, 8)
+    assert opts["finetune_overrides"] == ["batch_size=2"]
+    assert main([*PRINT_CONFIG_CASES["distill"], "--print-config"]) == 0
+    opts = yaml.safe_load(capsys.readouterr().out)
+    assert opts["overrides"] == ["seed=1"] and opts["feature_layers"] == ["stem", "enc:dec"] and opts["kd"] == "cwd"
+    assert main([*PRINT_CONFIG_CASES["quantize"], "--print-config"]) == 0
+    opts = yaml.safe_load(capsys.readouterr().out)
+    assert opts["eval_split"] is None and opts["calib_images"] == 3
+
+
+def test_flags_override_the_config_file_and_train_set_appends(tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "prune.yaml"
+    config.write_text("checkpoint: a.pt\nratio: 0.25\nfinetune_overrides: [crop=64]\ndevice: cpu\n")
+    assert main(["prune", "--config", str(config), "--ratio", "0.5", "--train-set", "batch_size=2", "--print-config"]) == 0
+    opts = yaml.safe_load(capsys.readouterr().out)
+    assert (opts["checkpoint"], opts["ratio"], opts["device"]) == ("a.pt", 0.5, "cpu")
+    assert opts["finetune_overrides"] == ["crop=64", "batch_size=2"]
+    # the fine-tunes' overrides stay reachable as an option
+    assert main(["prune", "--set", "finetune_overrides=[seed=3]", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["finetune_overrides"] == ["seed=3"]
+
+
+@pytest.mark.parametrize("command", ["prune", "distill"])
+def test_set_of_a_training_key_points_to_train_set(command, capsys):
+    # --set used to mean a training override here: the old spelling fails loudly instead of changing meaning
+    assert main([command, "--set", "batch_size=2", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "--train-set batch_size=2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, missing", [
+    (["prune", "--ratio", "0.5", "--data", "d"], "CKPT, --out"),
+    (["prune", "parent.pt", "--data", "d", "--out", "run"], "--ratio"),
+    (["distill", "--teacher", "t.pt", "--data", "d"], "--student, --out"),
+    (["quantize", "m.pt", "--out", "m.int8.onnx"], "--calib"),
+])
+def test_missing_required_options_are_named(argv, missing, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert f"missing {missing}:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

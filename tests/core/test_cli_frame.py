@@ -35,3 +35,63 @@ def test_parser_builds_without_importing_torch():
     code = "import sys; from terralite.cli import build_parser; build_parser(); print(sorted(m for m in ('torch', 'rasterio', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+#: Subcommands whose flags follow the shared conventions (help on every option, --batch-size, --out, TTA names).
+CONVENTIONAL = ("bench", "profile", "leaderboard", "latency-table", "latency-check", "quantize", "prune", "distill",
+                "predict", "export", "eval", "throughput", "demo")
+
+
+def _sub_parsers():
+    from terralite.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sub.choices
+
+
+@pytest.mark.parametrize("name", CONVENTIONAL)
+def test_every_option_has_help_and_no_batch_flag_is_visible(name):
+    import argparse
+
+    for action in _sub_parsers()[name]._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"terralite {name} {action.option_strings or action.dest} has no help"
+        if action.help is not argparse.SUPPRESS:
+            assert "--batch" not in action.option_strings, f"terralite {name} shows --batch; use --batch-size"
+
+
+def test_tta_mode_names_are_the_core_modes():
+    from terralite.benchmark.tta import BENCH_TTA_MODES
+    from terralite.cli import TTA_MODE_NAMES
+    from terralite.tta import TTA_MODES
+
+    assert TTA_MODE_NAMES == tuple(TTA_MODES)
+    assert set(TTA_MODES) < set(BENCH_TTA_MODES)  # the bench times the same modes, plus hflip-batched
+    for name in ("eval", "predict"):
+        tta = next(a for a in _sub_parsers()[name]._actions if a.dest == "tta")
+        assert tuple(tta.choices) == TTA_MODE_NAMES
+
+
+def test_export_help_states_the_library_tolerances():
+    from terralite.benchmark.export_verify import TOLERANCE_FP16, TOLERANCE_FP32
+    from terralite.cli import export
+
+    assert (export._TOLERANCE_FP32, export._TOLERANCE_FP16) == (TOLERANCE_FP32, TOLERANCE_FP16)
+
+
+@pytest.mark.parametrize("argv, dest, value", [
+    (["eval", "m.pt", "--data", "d", "--json", "m.json"], "out", "m.json"),  # old spelling of --out
+    (["eval", "m.pt", "--data", "d", "--out", "m.json"], "out", "m.json"),
+    (["predict", "m.onnx", "in.tif", "--out", "o.tif", "--batch", "4"], "batch_size", 4),
+    (["predict", "m.onnx", "in.tif", "--out", "o.tif"], "batch_size", 1),
+    (["bench", "m", "--out", "r.jsonl", "--batch", "2"], "batch_size", 2),
+    (["bench", "m", "--out", "r.jsonl"], "batch_size", 1),
+    (["throughput", "--model", "m", "--data", "d", "--batch", "2"], "batch_size", 2),
+    (["throughput", "--model", "m", "--data", "d", "--batch-size", "3"], "batch_size", 3),
+])
+def test_old_flag_spellings_still_parse(argv, dest, value):
+    from terralite.cli import build_parser
+
+    assert getattr(build_parser().parse_args(argv), dest) == value

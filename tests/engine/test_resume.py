@@ -58,9 +58,11 @@ def test_killed_run_resumes_to_identical_weights(synthetic_root, tiny_model_name
 
 
 def test_resume_drops_log_rows_of_unfinished_epochs(tmp_path):
-    from terralite.engine.train import Trainer
+    from terralite.run_folder import RunFolder
 
     log = tmp_path / "log.csv"
     log.write_text("epoch,train_loss\n1,0.9\n2,0.8\n3,0.7\n")
-    Trainer._trim_log(log, 2)  # the checkpoint had completed 2 epochs; epoch 3 will be trained again
+    folder = RunFolder(tmp_path, tensorboard=False)
+    folder.trim_log(2)  # the checkpoint had completed 2 epochs; epoch 3 will be trained again
+    folder.close()
     assert log.read_text() == "epoch,train_loss\n1,0.9\n2,0.8\n"

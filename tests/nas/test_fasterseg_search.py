@@ -106,7 +106,7 @@ def test_tiny_search_under_torchrun(data, tmp_path, torchrun):
     """Two CPU ranks (gloo): one latency table measured once, by rank 0; one log; valid architectures."""
     run = tmp_path / "ddp"
     done = torchrun(["-m", "terralite", "search", "fasterseg", "--preset", "tiny", "--data", str(data), "--out", str(run),
-                     "--device", "cpu", "--batch-size", "2", "--set", "target.runtime=torch",
+                     "--device", "cpu", "--batch-size", "4", "--set", "target.runtime=torch",
                      "--set", "steps_per_epoch=2", "--set", "val_images=2"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("measuring a latency table") == 1
@@ -117,5 +117,5 @@ def test_tiny_search_under_torchrun(data, tmp_path, torchrun):
     for role in ("teacher", "student"):
         net = build_model(load_spec_file(run / f"{role}.json")).eval()
         assert net(torch.randn(1, 3, 64, 64)).shape == (1, 8, 64, 64)
-    state = load_checkpoint(run / "search_state.pt")
+    state = load_checkpoint(run / "last.pt")
     assert not any(k.startswith("module.") for k in state["state_dict"])  # the unwrapped supernet is saved

@@ -66,3 +66,17 @@ def test_file_errors(tmp_path):
     spec.write_text(json.dumps({"kind": "fasterseg", "arch": {"F": 1}}))
     with pytest.raises(TerraLiteError, match=r"spec.json \(field 'arch'\): field 'width_base' is missing"):
         load_arch(spec)
+
+
+def test_format_version(tmp_path):
+    arch = _good()
+    assert arch["format_version"] == 1 and dumps_arch(arch).startswith('{\n  "format_version": 1,\n')
+    # written before the field existed: still version 1
+    old = {k: v for k, v in arch.items() if k != "format_version"}
+    assert validate_arch(old) == arch and loads_arch(json.dumps(old)) == arch
+    newer = tmp_path / "student.json"
+    newer.write_text(json.dumps({"kind": "fasterseg", "arch": {**arch, "format_version": 2}}))
+    with pytest.raises(TerraLiteError, match=r"student.json \(field 'arch'\): format_version 2 is newer than this TerraLite reads \(1..1\)"):
+        load_arch(newer)
+    with pytest.raises(TerraLiteError, match="'format_version' must be a positive integer"):
+        validate_arch({**arch, "format_version": "1"})

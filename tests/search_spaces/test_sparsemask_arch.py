@@ -8,6 +8,8 @@ import pytest
 from terralite.search_spaces.sparsemask.arch import (
     arch_to_mask,
     check_mask,
+    dumps_arch,
+    loads_arch,
     make_spec,
     mask_to_arch,
     max_arch,
@@ -126,13 +128,36 @@ def test_json_round_trip(tmp_path):
     (lambda a: a.update(final_upsample="none"), "arch.final_upsample: only 'bilinear_x2'"),
     (lambda a: a.update(encoder="resnet18"), "arch.encoder: unknown encoder 'resnet18'"),
     (lambda a: a.update(gates=[1, 2]), "arch: unknown field.*gates"),
-    (lambda a: a.update(version=2), "arch.version: only version 1"),
+    (lambda a: a.update(format_version=3), "arch: format_version 3 is newer than this TerraLite reads"),
+    (lambda a: a.update(format_version="2"), "arch: field 'format_version' must be a positive integer"),
+    (lambda a: a.update(encoder_weights="w.pth"), r"unknown field\(s\) encoder_weights.*pass pretrained encoder weights to build"),
+    (lambda a: (a.pop("format_version"), a.update(version=2)), "arch.version: format-1 architectures have version 1"),
 ])
 def test_malformed_arch_rejected(change, message):
     arch = min_arch()
     change(arch)
     with pytest.raises(TerraLiteError, match=message):
         validate_arch(arch)
+
+
+def test_format_1_migrates():
+    """Files written before format_version: their ``version`` and ``encoder_weights`` are dropped on load."""
+    current = min_arch()
+    old = {k: v for k, v in current.items() if k != "format_version"}
+    old.update(version=1, encoder_weights="/elsewhere/mobilenet_v2.pth")
+    assert validate_arch(old) == current
+    assert validate_arch({"stages": current["stages"]}) == current  # every field but stages has a default
+    assert current["format_version"] == 2 and "encoder_weights" not in mask_to_arch(arch_to_mask(current))
+
+
+def test_loads_arch_names_the_source():
+    text = dumps_arch(max_arch())
+    assert loads_arch(text) == max_arch() and json.loads(text) == max_arch()
+    with pytest.raises(TerraLiteError, match="runs/a.json is not valid JSON"):
+        loads_arch("{", source="runs/a.json")
+    newer = json.dumps({**min_arch(), "format_version": 7})
+    with pytest.raises(TerraLiteError, match="runs/a.json: format_version 7 is newer"):
+        loads_arch(newer, source="runs/a.json")
 
 
 def test_not_an_object_rejected():

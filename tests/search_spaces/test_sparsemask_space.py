@@ -117,7 +117,8 @@ def test_derived_network_has_only_live_parts():
     assert sorted(model.decoder["stage4"].convs) == ["tap0", "up4"]
     assert not any("gate" in name for name, _ in model.named_parameters())
     small = build(min_arch())
-    assert list(small.decoder) == ["stage8"] and list(small.decoder["stage8"].convs) == ["tap0"]
+    assert list(small.decoder) == ["stage8"] and list(small.decoder["stage8"].convs) == ["tap7"]
+    assert len(small.encoder.features) == 2  # the stem and the first bottleneck
     encoder_names = {n for n, _ in model.named_parameters() if n.startswith("encoder.")}
     decoder = list(model.decoder_parameters())
     assert len(encoder_names) + len(decoder) == len(list(model.parameters()))
@@ -147,12 +148,43 @@ def test_oem_like_size_at_1024():
 
 def test_search_space_object():
     space = SparseMaskSearchSpace(3, 8)
-    assert len(space.choices()) == 90
+    assert sum(len(inputs) for inputs in space.choices["stages"].values()) == 90
     gates = np.zeros((9, 9, 2))
     gates[8, 0, 0] = gates[8, 8, 0] = 1.0
     arch = space.derive(gates)
-    assert arch["stages"]["stage8"] == ["tap0", "tap8"] and space.size(arch) == 2
-    assert space.size(space.sample(np.random.default_rng(1))) >= 1
+    assert arch["stages"]["stage8"] == ["tap0", "tap8"] and num_connections(arch) == 2
+    assert num_connections(space.sample(np.random.default_rng(1))) >= 1
+
+
+@pytest.mark.parametrize("size", [64, 1024])
+def test_min_arch_is_the_cheapest_path_into_the_output(size):
+    # every architecture feeds stage8 from a tap or from up0 (directly or through other stages, which only
+    # adds convs): no one-connection network is cheaper than min_arch in parameters or in MACs
+    cost = CostModel(size)
+    floor = cost.arch_params(min_arch()), cost.arch_macs(min_arch())
+    for name in [f"tap{j}" for j in range(9)] + ["up0"]:
+        arch = _arch(stage8=[name])
+        assert cost.arch_params(arch) >= floor[0] and cost.arch_macs(arch) >= floor[1]
+
+
+def test_encoder_weights_are_a_build_argument(tmp_path):
+    path = tmp_path / "mnv2.pth"
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), path)
+    model = SparseMaskSearchSpace(4, 8).build(TWO_PER_STAGE, encoder_weights=path)
+    reference = torch.load(path, weights_only=True)
+    assert torch.equal(model.encoder.features[5].conv[0][0].weight, reference["features.5.conv.0.0.weight"])
+    assert "encoder_weights" not in model.arch
+
+
+def test_cost_counts_leave_the_global_rng_alone():
+    # the first count builds (randomly initialises) an encoder at a point that depends on the process
+    # history; a resumed search must still draw what an uninterrupted one draws
+    from terralite.search_spaces.sparsemask import cost as cost_module
+
+    cost_module._encoder_block_counts.cache_clear()
+    state = torch.get_rng_state()
+    CostModel(64, in_channels=5).arch_macs(TWO_PER_STAGE)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_onnx_matches_pytorch(tmp_path):
