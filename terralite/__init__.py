@@ -1,3 +1,3 @@
 """TerraLite: architecture search and compression for land-cover semantic segmentation."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

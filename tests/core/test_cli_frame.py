@@ -37,11 +37,6 @@ def test_parser_builds_without_importing_torch():
     assert out.strip() == "[]"
 
 
-#: Subcommands whose flags follow the shared conventions (help on every option, --batch-size, --out, TTA names).
-CONVENTIONAL = ("bench", "profile", "leaderboard", "latency-table", "latency-check", "quantize", "prune", "distill",
-                "predict", "export", "eval", "throughput", "demo")
-
-
 def _sub_parsers():
     from terralite.cli import build_parser
 
@@ -50,16 +45,34 @@ def _sub_parsers():
     return sub.choices
 
 
-@pytest.mark.parametrize("name", CONVENTIONAL)
-def test_every_option_has_help_and_no_batch_flag_is_visible(name):
+def _leaf_parsers(prefix, parser):
+    """``(command words, parser)`` of every runnable (sub-)subcommand, e.g. ``("search fasterseg", parser)``."""
+    nested = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+    if not nested:
+        return [(prefix, parser)]
+    return [leaf for name, sub in nested[0].choices.items() for leaf in _leaf_parsers(f"{prefix} {name}", sub)]
+
+
+LEAVES = [leaf for name, parser in _sub_parsers().items() for leaf in _leaf_parsers(name, parser)]
+
+
+@pytest.mark.parametrize("name, parser", LEAVES, ids=[name for name, _ in LEAVES])
+def test_every_option_has_help_and_no_batch_flag_is_visible(name, parser):
     import argparse
 
-    for action in _sub_parsers()[name]._actions:
+    for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help, f"terralite {name} {action.option_strings or action.dest} has no help"
         if action.help is not argparse.SUPPRESS:
             assert "--batch" not in action.option_strings, f"terralite {name} shows --batch; use --batch-size"
+
+
+@pytest.mark.parametrize("name", ["train", "search fasterseg", "search sparsemask", "prune", "distill", "quantize"])
+def test_every_job_takes_config_set_and_print_config(name):
+    parser = dict(LEAVES)[name]
+    options = {o for a in parser._actions for o in a.option_strings}
+    assert {"--config", "--set", "--print-config", "--out"} <= options
 
 
 def test_tta_mode_names_are_the_core_modes():
