@@ -8,6 +8,8 @@ are the loop's, exactly as for training, so a SIGKILLed search of either kind re
 
 from __future__ import annotations
 
+import abc
+
 from terralite.engine.run import RunJob
 
 
@@ -17,6 +19,6 @@ class SearchMethod(RunJob):
     what = "search"
     resume_may_change = ("data", "out", "epochs", "device", "workers")  # a resumed search may be extended
 
+    @abc.abstractmethod
     def derive(self, *args, **kwargs):
         """The architecture(s) the search state gives now (called after every epoch, from ``end_epoch``)."""
-        raise NotImplementedError

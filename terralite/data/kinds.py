@@ -7,6 +7,8 @@ imported where they are used, so that importing the registry stays cheap.
 
 from __future__ import annotations
 
+import abc
+
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,31 +26,38 @@ CHECK_VERSION = 1
 WINDOWS_VERSION = 1
 
 
-class DatasetKind:
-    """One kind of dataset; subclasses implement every method."""
+class DatasetKind(abc.ABC):
+    """One kind of dataset (registered in :data:`~terralite.data.registry.DATASETS`)."""
 
     name = ""
 
+    @abc.abstractmethod
     def build(self, data: DataConfig, split: str, *, transform, input_record, require_labels):
-        raise NotImplementedError
+        """The dataset of ``split`` (see :func:`terralite.data.registry.build_dataset`)."""
 
+    @abc.abstractmethod
     def check(self, data: DataConfig, split: str) -> None:
-        raise NotImplementedError
+        """Raise one TerraLiteError listing every problem of ``split``; a sound verdict is cached."""
 
+    @abc.abstractmethod
     def problems(self, data: DataConfig, split: str | None) -> list[Problem]:
-        raise NotImplementedError
+        """Every problem of ``split`` (None: all splits), reading every file."""
 
+    @abc.abstractmethod
     def summary(self, data: DataConfig, split: str | None) -> str:
-        raise NotImplementedError
+        """A short count of what ``split`` holds, e.g. ``"24 images"``."""
 
+    @abc.abstractmethod
     def stats(self, data: DataConfig, split: str | None) -> dict:
-        raise NotImplementedError
+        """Per-band statistics and class pixel counts (the layout of :func:`terralite.data.stats.compute_stats`)."""
 
+    @abc.abstractmethod
     def splits(self, data: DataConfig) -> list[str]:
-        raise NotImplementedError
+        """The split names this dataset has."""
 
+    @abc.abstractmethod
     def describe(self, data: DataConfig) -> str:
-        raise NotImplementedError
+        """One line for logs."""
 
 
 def _normalisation(data: DataConfig, input_record: dict | None) -> tuple[Any, Any, Any]:

@@ -22,6 +22,7 @@ Same names for every kind of run: ``last.pt``, ``best.pt``, ``log.csv``, ``run.l
 
 from __future__ import annotations
 
+import abc
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ STATE_FILE = "last.pt"
 LEGACY_STATE_FILES = ("search_state.pt",)
 
 
-class RunJob:
+class RunJob(abc.ABC):
     """One long job on the shared run loop; :meth:`run` does everything.
 
     The config must have ``data``, ``out``, ``epochs``-like fields as the job uses them, and ``device``,
@@ -60,9 +61,9 @@ class RunJob:
     def check_config(self, cfg: Any) -> None:
         """Refuse a config that cannot run (before anything is created)."""
 
+    @abc.abstractmethod
     def build(self) -> None:
         """Build data, networks and optimisers (``self.cfg``, ``self.device``, ``self.dist`` are ready)."""
-        raise NotImplementedError
 
     def total_epochs(self) -> int:
         return self.cfg.epochs
@@ -71,17 +72,17 @@ class RunJob:
         """The first line of the log."""
         return f"{self.what} on {self.device} x{self.dist.world_size}, amp={self.amp}"
 
+    @abc.abstractmethod
     def train_epoch(self, epoch: int, first_batch: int) -> dict:
         """One epoch of steps from batch ``first_batch`` (non-zero only when resuming mid-epoch); its metrics."""
-        raise NotImplementedError
 
     def end_epoch(self, epoch: int, metrics: dict) -> dict:
         """After the steps of ``epoch``: validate, derive, write artefacts; returns the epoch's full metrics."""
         return metrics
 
+    @abc.abstractmethod
     def checkpoint_spec(self) -> dict:
         """The ``spec`` entry of the checkpoints (what network the state dict belongs to)."""
-        raise NotImplementedError
 
     def model_state(self) -> dict:
         return self.raw_model.state_dict()
