@@ -157,6 +157,12 @@ def to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def preset_name(flag: str | None, yaml_path: str | Path | None, overrides: list[str] | None, default: str) -> str:
+    """The preset a job starts from: ``--preset``, else the ``preset`` key of ``--set`` or the YAML, else ``default``."""
+    return (flag or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset")
+            or default)
+
+
 def resolve_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
                    base: dict | None = None, fields: dict[str, Any] | None = None, replace: tuple[str, ...] = ()) -> T:
     """Defaults ← ``base`` (e.g. a named preset) ← YAML file ← ``key=value`` overrides ← ``fields``.

@@ -106,9 +106,9 @@ def resolve_search_config(preset: str | None = None, yaml_path: str | None = Non
 
     The preset is ``preset`` if given, else the YAML's/overrides' ``preset`` key, else ``oem``.
     """
-    from terralite.config import load_yaml, parse_overrides, resolve_config
+    from terralite.config import preset_name, resolve_config
 
-    name = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset") or "oem"
+    name = preset_name(preset, yaml_path, overrides, "oem")
     if name not in SEARCH_PRESETS:
         raise TerraLiteError(f"unknown search preset {name!r}; valid presets: {', '.join(SEARCH_PRESETS)}")
     return resolve_config(FasterSegSearchConfig, yaml_path, overrides, base=SEARCH_PRESETS[name], fields=flags)

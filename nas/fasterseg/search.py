@@ -60,7 +60,6 @@ class FasterSegSearch(SearchMethod):
         return self.cfg.warmup_epochs + self.cfg.epochs
 
     def build(self) -> None:
-        from terralite.data.registry import describe_data
         from terralite.data.transforms import train_transform
         from terralite.losses import build_loss
         from terralite.metrics import ConfusionMatrix
@@ -74,7 +73,6 @@ class FasterSegSearch(SearchMethod):
         self.generator = torch.Generator()
         record = (self.resume_ckpt or {}).get("input")
         train, val = self.build_datasets(record, train_transform(cfg.crop, generator=self.generator), val_split=cfg.val_split)
-        self.data_name = describe_data(cfg.data)
         self.train_size = len(train)
         order = np.random.default_rng(cfg.seed).permutation(len(train))
         half = len(train) // 2
@@ -92,7 +90,6 @@ class FasterSegSearch(SearchMethod):
         if cfg.val_images is not None:
             val = Subset(val, list(range(min(cfg.val_images, len(val)))))
         self.val_loader = self.make_loader(val, 1, shuffle=False, drop_last=False)
-        self.input_record = train.input_record()
         self.ignore_index = train.ignore_index  # classes and the ignore index are the dataset's
 
         # -- space, table, supernet, optimisers -------------------------------------------------------

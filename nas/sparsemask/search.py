@@ -84,12 +84,12 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def resolve_search_config(preset: str | None = None, overrides: list[str] | None = None, yaml_path: str | None = None,
+def resolve_search_config(preset: str | None = None, yaml_path: str | None = None, overrides: list[str] | None = None,
                           **flags) -> SparseMaskSearchConfig:
     """Defaults ← preset ← YAML ← ``key=value`` overrides ← explicit flags (dotted names; None = not given)."""
-    from terralite.config import load_yaml, parse_overrides, resolve_config
+    from terralite.config import preset_name, resolve_config
 
-    name = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset") or "oem"
+    name = preset_name(preset, yaml_path, overrides, "oem")
     if name not in PRESETS:
         raise TerraLiteError(f"unknown sparsemask search preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return resolve_config(SparseMaskSearchConfig, yaml_path, overrides, base={**copy.deepcopy(PRESETS[name]), "preset": name},
@@ -132,7 +132,6 @@ class SparseMaskSearch(SearchMethod):
 
     # ------------------------------------------------------------------ setup
     def build(self) -> None:
-        from terralite.data.registry import describe_data
         from terralite.data.transforms import train_transform
         from terralite.engine.optim import build_scheduler
         from terralite.engine.presets import ScheduleConfig
@@ -148,8 +147,6 @@ class SparseMaskSearch(SearchMethod):
         transform = train_transform(cfg.crop or None, flip_rotate=cfg.augment, generator=self.generator)
         record = (self.resume_ckpt or {}).get("input")
         self.train_set, self.val_set = self.build_datasets(record, transform, val_split=cfg.val_split)
-        self.data_name = describe_data(cfg.data)
-        self.input_record = self.train_set.input_record()
         self.num_classes = self.train_set.num_classes  # classes and the ignore index are the dataset's
         model = SparseMaskSupernet(self.train_set.num_bands, self.num_classes, cfg.encoder_weights, noise_std=cfg.gate_noise).to(self.device)
         self.raw_model = model

@@ -40,7 +40,7 @@ def run(args) -> int:
     from terralite.nas.sparsemask.search import resolve_search_config, search
 
     cfg = resolve_search_config(
-        args.preset, args.overrides, args.config,
+        args.preset, args.config, args.overrides,
         **{**data_fields(args.data), "out": args.out, "epochs": args.epochs, "crop": args.crop, "batch_size": args.batch_size,
            "sparsity_weight": args.sparsity_weight, "budget_gmacs": args.budget_gmacs, "encoder_weights": args.encoder_weights,
            "device": args.device, "amp": args.amp, "workers": args.workers, "seed": args.seed,

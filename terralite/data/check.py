@@ -103,15 +103,7 @@ def check_dataset(root: str | os.PathLike, split: str | None = None) -> list[Pro
         if label is None:
             continue
         label_meta, pixels = label
-        if label_meta["count"] != 1:
-            problems.append(Problem(label_path, f"label has {label_meta['count']} bands; it must be single-band"))
-        if label_meta["shape"] != image_meta["shape"]:
-            (lh, lw), (ih, iw) = label_meta["shape"], image_meta["shape"]
-            problems.append(Problem(label_path, f"label is {lw}x{lh} px but its image {image_path.name} is {iw}x{ih} px"))
-        else:
-            why = _same_georeferencing(image_meta, label_meta)
-            if why:
-                problems.append(Problem(label_path, f"georeferencing differs from its image: {why}"))
+        _check_label_grid(label_path, label_meta, image_path, image_meta, problems)
         bad = np.unique(pixels[(pixels < 0) | (pixels > NUM_CLASSES)])
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:10].tolist())
@@ -192,6 +184,19 @@ def _read_all(path: Path, problems: list[Problem], values: set | None = None) ->
         return None
 
 
+def _check_label_grid(label: Path, label_meta: dict, image: Path, image_meta: dict, problems: list[Problem]) -> None:
+    """A label raster must be single-band and on its image's grid (size, then CRS and geotransform)."""
+    if label_meta["count"] != 1:
+        problems.append(Problem(label, f"label has {label_meta['count']} bands; it must be single-band"))
+    if label_meta["shape"] != image_meta["shape"]:
+        (lh, lw), (ih, iw) = label_meta["shape"], image_meta["shape"]
+        problems.append(Problem(label, f"label is {lw}x{lh} px but its image {image.name} is {iw}x{ih} px"))
+    else:
+        why = _same_georeferencing(image_meta, label_meta)
+        if why:
+            problems.append(Problem(label, f"georeferencing differs from its image: {why}"))
+
+
 def check_large_raster(image: str | os.PathLike, label: str | os.PathLike | None = None,
                        region_mask: str | os.PathLike | None = None, label_values: range | None = None) -> list[Problem]:
     """All problems of one large image raster, its label raster and its region mask; [] when sound.
@@ -208,16 +213,10 @@ def check_large_raster(image: str | os.PathLike, label: str | os.PathLike | None
         values: set = set()
         meta = _read_all(label, problems, values)
         if meta is not None:
-            if meta["count"] != 1:
-                problems.append(Problem(label, f"label has {meta['count']} bands; it must be single-band"))
             if image_meta is not None:
-                if meta["shape"] != image_meta["shape"]:
-                    (lh, lw), (ih, iw) = meta["shape"], image_meta["shape"]
-                    problems.append(Problem(label, f"label is {lw}x{lh} px but image {image.name} is {iw}x{ih} px"))
-                else:
-                    why = _same_georeferencing(image_meta, meta)
-                    if why:
-                        problems.append(Problem(label, f"georeferencing differs from the image's: {why}"))
+                _check_label_grid(label, meta, image, image_meta, problems)
+            elif meta["count"] != 1:
+                problems.append(Problem(label, f"label has {meta['count']} bands; it must be single-band"))
             if label_values is not None:
                 bad = sorted(v for v in values if v not in label_values and v != meta["nodata"])
                 if bad:

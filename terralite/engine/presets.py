@@ -8,7 +8,6 @@ folder and in every checkpoint.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,7 +128,7 @@ def resolve_train_config(preset: str | None = None, yaml_path: str | None = None
     A ``loss`` given in the YAML or the overrides replaces the preset's loss instead of merging into it
     (``loss: {ohem: 1}`` over the U-Net preset means OHEM alone, not CE + OHEM).
     """
-    from terralite.config import load_yaml, parse_overrides, resolve_config
+    from terralite.config import preset_name, resolve_config
 
-    named = preset or parse_overrides(overrides).get("preset") or (load_yaml(yaml_path) if yaml_path else {}).get("preset")
-    return resolve_config(TrainConfig, yaml_path, overrides, base=preset_dict(named or "unet"), fields=flags, replace=("loss",))
+    base = preset_dict(preset_name(preset, yaml_path, overrides, "unet"))
+    return resolve_config(TrainConfig, yaml_path, overrides, base=base, fields=flags, replace=("loss",))

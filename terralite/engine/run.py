@@ -121,9 +121,10 @@ class RunJob(abc.ABC):
 
         ``input_record``: the normalisation and bands to use (a resumed or fine-tuned checkpoint's), or None
         for the training split's own statistics. Rank 0 checks the splits and fills the statistics cache
-        first; the other ranks then read it instead of recomputing.
+        first; the other ranks then read it instead of recomputing. Sets ``self.input_record`` (what the
+        checkpoints record) and ``self.data_name`` (for messages).
         """
-        from terralite.data.registry import build_dataset, prepare_data
+        from terralite.data.registry import build_dataset, describe_data, prepare_data
         from terralite.engine.distributed import barrier
 
         data = self.cfg.data
@@ -133,7 +134,9 @@ class RunJob(abc.ABC):
             prepare_data(data, splits)
         barrier()
         train_set = build_dataset(data, train_split, transform=transform, input_record=input_record)
-        val_set = build_dataset(data, val_split, input_record=train_set.input_record()) if val_split else None
+        self.input_record = train_set.input_record()
+        self.data_name = describe_data(data)
+        val_set = build_dataset(data, val_split, input_record=self.input_record) if val_split else None
         return train_set, val_set
 
     def make_loader(self, dataset, batch_size: int, *, shuffle: bool = True, seed_offset: int = 0, drop_last: bool = True,

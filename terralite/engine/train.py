@@ -110,7 +110,6 @@ class Trainer(RunJob):
 
     # ------------------------------------------------------------------ setup
     def build(self) -> None:
-        from terralite.data.registry import describe_data
         from terralite.data.transforms import train_transform
         from terralite.models import build_model, resolve_model_reference, with_io
 
@@ -126,9 +125,7 @@ class Trainer(RunJob):
         self.generator = torch.Generator()
         transform = train_transform(cfg.crop or None, flip_rotate=cfg.augment, generator=self.generator)
         self.train_set, self.val_set = self.build_datasets(input_record, transform, val_split=cfg.val_split)
-        self.data_name = describe_data(cfg.data)
-        self.input_record = self.train_set.input_record()
-        # classes and the ignore index are the dataset's (8 for OpenEarthMap, 6 for merged BOLM rasters...)
+        # classes and the ignore index are the dataset's (8 for OpenEarthMap, 5 scored for merged BOLM rasters...)
         self.num_classes, self.ignore_index = self.train_set.num_classes, self.train_set.ignore_index
         if init_ckpt is not None or self.resume_ckpt is not None:
             check_band_count(self.train_set.num_bands, spec, f"{self.data_name} ({cfg.train_split} split)")

@@ -55,7 +55,7 @@ def test_configs_written_by_earlier_versions_still_load():
 
 def test_search_resolvers_take_presets_from_yaml_and_flags(tmp_path):
     assert resolve_fasterseg("tiny", None, None, **{"data.root": "d", "out": "o"}).crop == 64
-    assert resolve_sparsemask(None, ["preset=tiny"], None, **{"data.root": "d"}).sparsity_weight == 0.5
+    assert resolve_sparsemask(None, None, ["preset=tiny"], **{"data.root": "d"}).sparsity_weight == 0.5
     with pytest.raises(TerraLiteError, match="unknown search preset 'huge'"):
         resolve_fasterseg("huge")
 
