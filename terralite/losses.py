@@ -48,11 +48,14 @@ class CrossEntropyLoss(nn.Module):
 
 @LOSSES.register("ohem")
 class OhemCrossEntropyLoss(nn.Module):
-    """Online hard example mining CE, as FasterSeg's ``ProbOhemCrossEntropy2d``.
+    """Online hard example mining CE, as FasterSeg's ``ProbOhemCrossEntropy2d`` (METHODS §2).
 
-    Keeps the pixels whose probability of the true class is at most ``max(thresh, p_k)``, where ``p_k`` is
-    the ``min_kept``-th smallest such probability, so at least ``min_kept`` pixels always count.
-    ``min_kept`` is ``min_kept_ratio`` of all target pixels (FasterSeg: batch·H·W/16).
+    ``min_kept`` is ``min_kept_ratio`` of all target pixels (FasterSeg: batch·H·W/16 at the supervised
+    resolution). The valid pixels whose probability of the true class is at most ``max(thresh, p_k)`` count,
+    ``p_k`` being the ``min_kept``-th smallest such probability, so at least ``min_kept`` pixels always count;
+    when a batch has no more valid pixels than ``min_kept``, every valid pixel counts. The kept set is never
+    empty, so the loss is never the NaN of an empty mean: a batch without any valid pixel gives 0 (with a
+    graph, like every loss here), finite whenever the logits are.
     """
 
     def __init__(self, ignore_index: int = IGNORE_INDEX, thresh: float = 0.7, min_kept_ratio: float = 1 / 16):
@@ -69,14 +72,13 @@ class OhemCrossEntropyLoss(nn.Module):
             return _zero(logits)
         min_kept = max(1, int(self.min_kept_ratio * target.numel()))
         pixel_loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none")  # (B, H, W)
+        if num_valid <= min_kept:  # too few to mine: every valid pixel counts
+            return pixel_loss[valid].mean()
         with torch.no_grad():
             prob_true = torch.exp(-pixel_loss[valid])  # p(true class) of each valid pixel
-            threshold = self.thresh
-            if num_valid > min_kept:
-                kth = torch.kthvalue(prob_true, min_kept).values.item()
-                threshold = max(threshold, kth)
+            threshold = max(self.thresh, torch.kthvalue(prob_true, min_kept).values.item())
             keep = torch.zeros_like(valid)
-            keep[valid] = prob_true <= threshold
+            keep[valid] = prob_true <= threshold  # holds the min_kept hardest at least
         return pixel_loss[keep].mean()
 
 

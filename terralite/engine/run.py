@@ -15,7 +15,10 @@ Everything else is here, once:
   a kill in between re-runs the epoch and the resumed run drops the orphan row), ``run.log``, ``tb/``;
 - atomic checkpoints with every RNG state: ``last.pt`` after every epoch (and mid-epoch on request,
   :meth:`RunJob.save`), ``best.pt`` when ``best_metric`` improves;
-- progress: a bar on a terminal, one line per epoch with elapsed time and ETA.
+- progress: a bar on a terminal, one line per epoch with elapsed time and ETA;
+- a guard against divergence: a job passes each loss term through :meth:`RunJob.check_finite` before it
+  steps, and a NaN or infinite term stops the run with :class:`NonFiniteLossError` (job, epoch, step, term)
+  before any weight sees it, so ``last.pt`` keeps the last good state.
 
 Same names for every kind of run: ``last.pt``, ``best.pt``, ``log.csv``, ``run.log``, ``config.yaml``.
 """
@@ -23,6 +26,7 @@ Same names for every kind of run: ``last.pt``, ``best.pt``, ``log.csv``, ``run.l
 from __future__ import annotations
 
 import abc
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,10 @@ from terralite.errors import TerraLiteError
 STATE_FILE = "last.pt"
 #: State files of earlier versions that cannot be resumed by this one.
 LEGACY_STATE_FILES = ("search_state.pt",)
+
+
+class NonFiniteLossError(TerraLiteError):
+    """A loss term became NaN or infinite: the run stopped before stepping with it."""
 
 
 class RunJob(abc.ABC):
@@ -107,6 +115,30 @@ class RunJob(abc.ABC):
             import sys
 
             print(message, file=sys.stderr)
+
+    def check_finite(self, loss: torch.Tensor, epoch: int, step: int, term: str,
+                     parts: dict[str, torch.Tensor] | None = None) -> float:
+        """``loss`` as a float, or :class:`NonFiniteLossError` if it is NaN or infinite (call it before stepping).
+
+        ``epoch`` and ``step`` are 0-based (the message counts from 1); ``term`` names the loss; ``parts``
+        (name → term of a sum) are looked at only when the sum is not finite, to name the first bad one. One
+        host sync per call. Under ``torchrun`` the failing process exits with the error and torchrun stops the
+        others.
+        """
+        value = float(loss.detach())
+        if math.isfinite(value):
+            return value
+        for name, part in (parts or {}).items():
+            if not math.isfinite(float(part.detach())):
+                term, value = f"{term} ({name} term)", float(part.detach())
+                break
+        state = Path(self.cfg.out) / STATE_FILE
+        kept = f"{state} keeps the last good state" if state.is_file() else "no checkpoint had been written yet"
+        message = (f"{self.what} {self.cfg.out} stopped at epoch {epoch + 1}, step {step + 1}: the {term} loss is {value} "
+                   f"(not finite); no weight was updated with it and {kept}; lower the learning rate or check that "
+                   "step's data")
+        self.note(message)
+        raise NonFiniteLossError(message)
 
     def wrap_ddp(self, module: nn.Module, find_unused_parameters: bool = False) -> nn.Module:
         """``module`` itself for one process, else its DistributedDataParallel wrapper."""

@@ -223,16 +223,20 @@ class Trainer(RunJob):
         self._reset_loss(float(ckpt.get("loss_sum", 0.0)), int(ckpt.get("loss_count", 0)))
 
     # ------------------------------------------------------------------ steps
-    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The step's loss and its parts (task, each auxiliary head, each extra term) for diagnosis."""
+        parts = {}
         with self.autocast():
             logits, aux = split_outputs(self.model(images))
             logits = _at_size(logits, labels.shape[-2:])
-            loss = self.criterion(logits, labels)
-            for head in aux:
-                loss = loss + self.cfg.aux_weight * self.criterion(_at_size(head, labels.shape[-2:]), labels)
-            for term in self.extra_terms:
-                loss = loss + term(images, logits, labels)
-        return loss
+            loss = parts["task"] = self.criterion(logits, labels)
+            for k, head in enumerate(aux):
+                parts[f"aux{k}"] = self.cfg.aux_weight * self.criterion(_at_size(head, labels.shape[-2:]), labels)
+                loss = loss + parts[f"aux{k}"]
+            for k, term in enumerate(self.extra_terms):
+                parts[f"{type(term).__name__}#{k}"] = term(images, logits, labels)
+                loss = loss + parts[f"{type(term).__name__}#{k}"]
+        return loss, parts
 
     def train_epoch(self, epoch: int, first_batch: int) -> dict:
         cfg = self.cfg
@@ -257,9 +261,10 @@ class Trainer(RunJob):
             group = min(cfg.accumulate, self.batches_per_epoch - group_start)  # the last group may be short
             sync = self.model.no_sync() if self.dist.enabled and not last_of_group else contextlib.nullcontext()
             with sync:
-                loss = self._loss(images, labels)
+                loss, parts = self._loss(images, labels)
+                self.check_finite(loss, epoch, batch_index // cfg.accumulate, "training", parts)  # before any backward
                 self.scaler.scale(loss / group).backward()
-            self.loss_sum += loss.detach().double()  # stays on the device: no sync per step
+            self.loss_sum += loss.detach().double()
             self.loss_count += 1
             batch_index += 1
             if last_of_group:
