@@ -1,4 +1,16 @@
-"""Configuration of a FasterSeg search: typed, with presets, overridable with ``key=value``."""
+"""Configuration of a FasterSeg search: typed, with presets, overridable with ``key=value``.
+
+The weight schedule is the original's (METHODS §2): SGD at ``lr_weights_warmup`` = 0.02 in the warm-up and
+``lr_weights`` = 0.01 in the search phase, each ×``lr_decay_warmup`` / ×``lr_decay`` = 0.978 per epoch
+(ExponentialLR, restarting at the search phase). The ``oem`` preset is that schedule on the authors' space.
+
+The CPU presets shorten the phases, and scale the per-epoch decay so that each phase ends at the lr the
+original's phase ends at (warm-up: 0.978^20 = 0.64 of its base lr, search: 0.978^30 = 0.51), i.e.
+gamma = 0.978^(original epochs / preset epochs); the base lrs stay 0.02 and 0.01:
+
+- ``oem-cpu``: 6 warm-up epochs → ``lr_decay_warmup`` = 0.978^(20/6) = 0.929; 30 search epochs → 0.978 as is.
+- ``tiny``: one epoch per phase, which trains at the base lrs (the decay applies after it): nothing to scale.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +51,10 @@ class FasterSegSearchConfig:
     workers: int | None = None
     train_split: str = "train"  # cut into the weight half and the architecture half
     val_split: str = "val"  # the supernet's heads are evaluated on it after every epoch
-    lr_weights: float = 0.02
+    lr_weights_warmup: float = 0.02  # weight lr of the warm-up's first epoch
+    lr_decay_warmup: float = 0.978  # ×gamma per warm-up epoch (ExponentialLR)
+    lr_weights: float = 0.01  # weight lr of the search phase's first epoch (the schedule restarts there)
+    lr_decay: float = 0.978  # ×gamma per search epoch (ExponentialLR)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float = 5.0
@@ -80,6 +95,12 @@ class FasterSegSearchConfig:
             raise TerraLiteError("search config: warmup_epochs and epochs must be >= 0 with at least one epoch in all")
         if self.batch_size < 2:
             raise TerraLiteError(f"search config: batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
+        for name in ("lr_weights_warmup", "lr_weights"):
+            if not getattr(self, name) > 0:
+                raise TerraLiteError(f"search config: {name!r} must be > 0, got {getattr(self, name)}")
+        for name in ("lr_decay_warmup", "lr_decay"):
+            if not 0 < getattr(self, name) <= 1:
+                raise TerraLiteError(f"search config: {name!r} (the lr factor per epoch) must be in (0, 1], got {getattr(self, name)}")
         if self.steps_per_epoch < 0:
             raise TerraLiteError(f"search config: steps_per_epoch must be 0 (a full pass) or more, got {self.steps_per_epoch}")
         return self
@@ -88,12 +109,14 @@ class FasterSegSearchConfig:
 SEARCH_PRESETS: dict[str, dict] = {
     # the OpenEarthMap authors' space; 512 px crops, 20 warm-up + 30 search epochs
     "oem": {"preset": "oem"},
-    # the OEM space searched on a 2-core CPU in about an hour: 64 px crops, 6 warm-up + 30 search epochs of 12 steps;
+    # the OEM space searched on a 2-core CPU: 64 px crops, 6 warm-up + 30 search epochs of 12 steps;
     # the architecture lr is raised so that 360 steps can move α, β and the width logits by units
-    # (lr x steps = 5.4; the full schedule's ~9,400 steps at 3e-4 give 2.8)
+    # (lr x steps = 5.4; the full schedule's ~9,400 steps at 3e-4 give 2.8); the warm-up's lr decay is scaled
+    # to its 6 epochs (0.978^(20/6): it ends at 0.64 x 0.02 as the original's 20 epochs do, see the docstring)
     "oem-cpu": {"preset": "oem", "crop": 64, "batch_size": 4, "warmup_epochs": 6, "epochs": 30, "steps_per_epoch": 12,
-                "val_images": 8, "lr_arch": 0.015},
-    # minutes on a laptop CPU: a 6-layer thin lattice, two widths, 64 px crops, one epoch of each phase
+                "val_images": 8, "lr_arch": 0.015, "lr_decay_warmup": 0.978 ** (20 / 6)},
+    # minutes on a laptop CPU: a 6-layer thin lattice, two widths, 64 px crops, one epoch of each phase (each at
+    # its phase's base lr: no decay to scale)
     "tiny": {"preset": "tiny", "space": {"widths": [6, 12]}, "crop": 64, "batch_size": 4, "warmup_epochs": 1,
              "epochs": 1, "steps_per_epoch": 4, "val_images": 4, "lut_warmup": 1, "lut_iters": 3,
              "target": {"size": 64, "fps": 100.0}},

@@ -1,12 +1,23 @@
 """The FasterSeg search (METHODS §2): warm-up, then first-order bilevel teacher–student co-search.
 
 - The training split is shuffled once (seeded) and cut into two disjoint halves: weights / architecture.
-- Warm-up trains weights only with the sandwich rule: the teacher at full width, the student at its max,
-  min and a random width, gradients summed into one SGD step.
-- Search: per step an architecture step on an architecture batch (Adam 3e-4, betas (0.5, 0.999)): teacher
-  and student segmentation losses plus λ·latency for the student only; then the gradients are zeroed and a
-  weight step runs on a weight batch (SGD, momentum 0.9, wd 5e-4, grad-norm clip 5): teacher at full width,
-  student at Gumbel-sampled widths. Every head is supervised at 1/8 with OHEM cross-entropy.
+- Warm-up trains weights only with the sandwich rule: the student at its max, min and two random widths
+  (no Gumbel pass), gradients summed into one SGD step. The supernet varies widths in the student role only;
+  the original runs its warm-up with its first architecture set, i.e. the teacher's full-width stem and heads
+  around the same shared cells, so here the student's stem and heads are the ones warmed up and the
+  teacher's start training with the search phase.
+- Search: per step an architecture step on an architecture batch (Adam 3e-4, betas (0.5, 0.999)), then the
+  gradients are zeroed and a weight step runs on a weight batch (SGD, momentum 0.9, wd 5e-4, grad-norm clip
+  5). Both steps use the same sandwich-style loss, as the original ``_loss(pretrain=False)``: teacher (full
+  width) + student (Gumbel-sampled widths) + student at max width + student at min width, plus λ·latency of
+  the student in the architecture step (the teacher has no latency term). Every head is supervised at 1/8
+  with OHEM cross-entropy; each term is checked for NaN/inf before anything steps
+  (:meth:`~terralite.engine.run.RunJob.check_finite`) and logged on its own (``log.csv``: ``loss_<term>``
+  for the weight step, ``arch_loss_<term>`` for the architecture step, per-step means).
+- Weight lr: ``lr_weights_warmup`` (0.02) in the warm-up and ``lr_weights`` (0.01) in the search, each
+  decayed per epoch by ``torch.optim.lr_scheduler.ExponentialLR`` (0.978; the original runs the two phases as
+  two jobs, so the decay restarts at the search phase's base lr); the lr each epoch trained with is the
+  ``lr`` column of the log, and the scheduler is checkpointed. The architecture lr is constant.
 - After every epoch both roles are derived (for each candidate branch set; the student's set chosen by
   mIoU × (latency/target)^-0.07, the teacher's by mIoU), their end-to-end latency read from the table and
   their supernet mIoU measured on the validation split; λ is halved when the student is faster than the
@@ -44,14 +55,25 @@ from terralite.errors import TerraLiteError
 
 LATENCY_EXPONENT = -0.07  # branch-set choice: mIoU × (latency / target)^-0.07
 
+# The forward passes whose OHEM losses are summed into one step: (term name, role, width mode).
+WARMUP_PASSES = (("max", "student", "max"), ("min", "student", "min"),
+                 ("random1", "student", "random"), ("random2", "student", "random"))
+SEARCH_PASSES = (("teacher", "teacher", "max"), ("gumbel", "student", "gumbel"),
+                 ("max", "student", "max"), ("min", "student", "min"))
+TERM_NAMES = ("teacher", "gumbel", "max", "min", "random1", "random2")
+TERM_LABELS = {"teacher": "teacher (full width)", "gumbel": "student at Gumbel-sampled widths",
+               "max": "student at max width", "min": "student at min width",
+               "random1": "student at random widths (1st)", "random2": "student at random widths (2nd)"}
+
 
 class FasterSegSearch(SearchMethod):
     """One search run on the shared run loop; :func:`search` is the usual entry. Built pieces are attributes."""
 
     seed_per_rank = True  # each process draws its own Gumbel noise
-    log_columns = ("epoch", "phase", "loss", "arch_loss", "latency_loss_ms", "latency_weight", "teacher_miou",
+    log_columns = ("epoch", "phase", "lr", "loss", *(f"loss_{t}" for t in TERM_NAMES), "arch_loss",
+                   *(f"arch_loss_{t}" for t in TERM_NAMES[:4]), "latency_loss_ms", "latency_weight", "teacher_miou",
                    "student_miou", "teacher_ms", "student_ms", "student_fps", "teacher_branches", "student_branches")
-    shown_metrics = ("phase", "loss", "student_miou", "student_ms", "student_fps", "latency_weight")
+    shown_metrics = ("phase", "lr", "loss", "student_miou", "student_ms", "student_fps", "latency_weight")
 
     def check_config(self, cfg: FasterSegSearchConfig) -> None:
         cfg.validate()
@@ -102,8 +124,9 @@ class FasterSegSearch(SearchMethod):
         self.latency = SupernetLatency(self.space, self.table, cfg.target.size).to(self.device)
         # the teacher's forward leaves the student's stem and heads unused, and vice versa
         self.model = self.wrap_ddp(self.supernet, find_unused_parameters=True)
-        self.opt_w = torch.optim.SGD(self.supernet.weight_parameters(), lr=cfg.lr_weights, momentum=cfg.momentum,
+        self.opt_w = torch.optim.SGD(self.supernet.weight_parameters(), lr=cfg.lr_weights_warmup, momentum=cfg.momentum,
                                      weight_decay=cfg.weight_decay)
+        self._start_schedule(self._phase(0))
         self.opt_a = torch.optim.Adam(self.supernet.arch_parameters(), lr=cfg.lr_arch, betas=tuple(cfg.arch_betas),
                                       weight_decay=cfg.arch_weight_decay)
         self.criterion = build_loss({"ohem": {"weight": 1.0, "thresh": cfg.ohem_thresh}}, self.ignore_index)
@@ -149,6 +172,7 @@ class FasterSegSearch(SearchMethod):
 
     def job_state(self) -> dict:
         return {"optimizer": {"weights": self.opt_w.state_dict(), "arch": self.opt_a.state_dict()},
+                "scheduler": {"phase": self.schedule_phase, "state": self.scheduler.state_dict()},
                 "search": {"latency_weight": self.latency_weight, "history": self.history, "split": self.split}}
 
     def load_job_state(self, ckpt: dict) -> None:
@@ -157,11 +181,34 @@ class FasterSegSearch(SearchMethod):
             raise TerraLiteError(f"{path} holds a search over another space configuration; resume with the config it was started with")
         if ckpt["search"]["split"] != self.split:
             raise TerraLiteError(f"{path}: the training split changed since the search started (other data or seed); cannot resume")
+        if "scheduler" not in ckpt:
+            raise TerraLiteError(f"{path} was written by a search without the per-phase lr schedule and the sandwich search loss "
+                                 "(TerraLite 0.2.0); it cannot be continued by this version — its architectures (*.json) stay "
+                                 "usable; start a new search in another --out")
         self.supernet.load_state_dict(ckpt["state_dict"])
-        self.opt_w.load_state_dict(ckpt["optimizer"]["weights"])
+        self._start_schedule(ckpt["scheduler"]["phase"])
+        self.opt_w.load_state_dict(ckpt["optimizer"]["weights"])  # restores the lr the schedule had reached
         self.opt_a.load_state_dict(ckpt["optimizer"]["arch"])
+        self.scheduler.load_state_dict(ckpt["scheduler"]["state"])
         self.latency_weight = ckpt["search"]["latency_weight"]
         self.history = ckpt["search"]["history"]
+
+    # -- schedule ------------------------------------------------------------------------------------
+    def _phase(self, epoch: int) -> str:
+        return "search" if epoch >= self.cfg.warmup_epochs else "warmup"
+
+    def _start_schedule(self, phase: str) -> None:
+        """The weight lr of ``phase``: its base lr, ×gamma per epoch (ExponentialLR, stepped after each epoch).
+
+        The original warms up and searches in two separate jobs, each with its own ExponentialLR: the decay
+        restarts at the search phase's base lr.
+        """
+        cfg = self.cfg
+        lr, gamma = (cfg.lr_weights_warmup, cfg.lr_decay_warmup) if phase == "warmup" else (cfg.lr_weights, cfg.lr_decay)
+        for group in self.opt_w.param_groups:
+            group["lr"] = group["initial_lr"] = lr
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.opt_w, gamma)
+        self.schedule_phase = phase
 
     # -- steps ---------------------------------------------------------------------------------------
     def _batch(self, batch):
@@ -179,39 +226,44 @@ class FasterSegSearch(SearchMethod):
         target = F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
         return sum(self.criterion(p.float(), target) for p in preds.values())
 
-    def _warmup_step(self, images, labels) -> float:
-        """Sandwich rule: teacher at full width; student at max, min and a random width."""
-        self.opt_w.zero_grad(set_to_none=True)
-        total = 0.0
-        for role, mode in (("teacher", "max"), ("student", "max"), ("student", "min"), ("student", "random")):
+    def _sandwich(self, images, labels, passes, where: tuple[int, int, str]) -> dict[str, float]:
+        """Back-propagate the OHEM loss of each pass of ``passes`` (one backward per forward: DDP reduces each,
+        and one pass's graph is freed before the next); returns each term's value. ``where``: (epoch, step,
+        which step) for the message of a non-finite term."""
+        epoch, step, kind = where
+        terms = {}
+        for name, role, mode in passes:
             loss = self._seg_loss(images, labels, role, mode)
-            loss.backward()  # one backward per forward (DDP reduces each)
-            total += float(loss.detach())
+            terms[name] = self.check_finite(loss, epoch, step, f"{kind} {TERM_LABELS[name]}")
+            loss.backward()
+        return terms
+
+    def _warmup_step(self, images, labels, epoch: int = 0, step: int = 0) -> dict[str, float]:
+        """Weights only: the student at max, min and two random widths, summed into one SGD step."""
+        self.opt_w.zero_grad(set_to_none=True)
+        terms = self._sandwich(images, labels, WARMUP_PASSES, (epoch, step, "warm-up step,"))
         torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), self.cfg.grad_clip)
         self.opt_w.step()
-        return total
+        return terms
 
-    def _arch_step(self, images, labels) -> tuple[float, float]:
+    def _arch_step(self, images, labels, epoch: int = 0, step: int = 0) -> tuple[dict[str, float], float]:
+        """α, β and the width logits of both roles from the search-phase sandwich loss + λ·latency (student)."""
         self.opt_a.zero_grad(set_to_none=True)
-        loss_t = self._seg_loss(images, labels, "teacher", "max")
-        loss_t.backward()
+        terms = self._sandwich(images, labels, SEARCH_PASSES, (epoch, step, "architecture step,"))
         latency = self.latency.loss(self.supernet)  # the student only: the teacher has no latency term
-        loss_s = self._seg_loss(images, labels, "student", "gumbel") + self.latency_weight * latency
-        loss_s.backward()
+        latency_ms = self.check_finite(latency, epoch, step, "architecture step, latency")
+        (self.latency_weight * latency).backward()
         self.opt_a.step()
         self.opt_w.zero_grad(set_to_none=True)  # the weights learn from the weight half only
-        return float(loss_t.detach() + loss_s.detach()), float(latency.detach())
+        return terms, latency_ms
 
-    def _weight_step(self, images, labels) -> float:
+    def _weight_step(self, images, labels, epoch: int = 0, step: int = 0) -> dict[str, float]:
+        """The weights from the same sandwich loss, on a weight batch."""
         self.opt_w.zero_grad(set_to_none=True)
-        total = 0.0
-        for role, mode in (("teacher", "max"), ("student", "gumbel")):
-            loss = self._seg_loss(images, labels, role, mode)
-            loss.backward()
-            total += float(loss.detach())
+        terms = self._sandwich(images, labels, SEARCH_PASSES, (epoch, step, "weight step,"))
         torch.nn.utils.clip_grad_norm_(self.supernet.weight_parameters(), self.cfg.grad_clip)
         self.opt_w.step()
-        return total
+        return terms
 
     # -- evaluation and derivation ---------------------------------------------------------------------
     @torch.no_grad()
@@ -263,30 +315,39 @@ class FasterSegSearch(SearchMethod):
     # -- the loop --------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int, first_batch: int) -> dict:
         cfg = self.cfg
-        searching = epoch >= cfg.warmup_epochs
+        phase = self._phase(epoch)
+        if phase != self.schedule_phase:  # the first search epoch: the search phase's own schedule
+            self._start_schedule(phase)
+        lr = self.opt_w.param_groups[0]["lr"]
         self.supernet.train()
         self.weight_loader.sampler.set_epoch(epoch)
         self.arch_loader.sampler.set_epoch(epoch)
         arch_batches = iter(self.arch_loader)
-        sums = {"loss": 0.0, "arch_loss": 0.0, "latency_loss": 0.0}
+        sums = {"latency_loss_ms": 0.0}
         total = min(len(self.weight_loader), cfg.steps_per_epoch) if cfg.steps_per_epoch else len(self.weight_loader)
         bar = self.progress(total, 0, epoch)
         steps = 0
+
+        def add(prefix, terms):
+            for name, value in terms.items():
+                sums[prefix + name] = sums.get(prefix + name, 0.0) + value
+
         for batch in self.weight_loader:
             if steps >= total:
                 break
-            if searching:
+            if phase == "search":
                 try:
                     arch_batch = next(arch_batches)
                 except StopIteration:
                     arch_batches = iter(self.arch_loader)
                     arch_batch = next(arch_batches)
-                arch_loss, lat = self._arch_step(*self._batch(arch_batch))
-                sums["arch_loss"] += arch_loss
-                sums["latency_loss"] += lat
-                sums["loss"] += self._weight_step(*self._batch(batch))
+                arch_terms, latency_ms = self._arch_step(*self._batch(arch_batch), epoch, steps)
+                add("arch_loss_", arch_terms)
+                sums["arch_loss"] = sums.get("arch_loss", 0.0) + sum(arch_terms.values()) + self.latency_weight * latency_ms
+                sums["latency_loss_ms"] += latency_ms
+                add("loss_", self._weight_step(*self._batch(batch), epoch, steps))
             else:
-                sums["loss"] += self._warmup_step(*self._batch(batch))
+                add("loss_", self._warmup_step(*self._batch(batch), epoch, steps))
             steps += 1
             if bar is not None:
                 bar.update(1)
@@ -294,8 +355,10 @@ class FasterSegSearch(SearchMethod):
             bar.close()
         if steps == 0:
             raise TerraLiteError("an epoch had no batch: the weight half of the training split is smaller than one batch")
-        return {"phase": "search" if searching else "warmup", "loss": sums["loss"] / steps,
-                "arch_loss": sums["arch_loss"] / steps, "latency_loss_ms": sums["latency_loss"] / steps}
+        self.scheduler.step()  # after the epoch, as the original's lr_policy.step()
+        means = {key: value / steps for key, value in sums.items()}
+        means["loss"] = sum(v for k, v in means.items() if k.startswith("loss_"))
+        return {"phase": phase, "lr": lr, "arch_loss": 0.0, **means}
 
     def end_epoch(self, epoch: int, metrics: dict) -> dict:
         cfg = self.cfg
