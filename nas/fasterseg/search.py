@@ -16,8 +16,9 @@
   for the weight step, ``arch_loss_<term>`` for the architecture step, per-step means).
 - Weight lr: ``lr_weights_warmup`` (0.02) in the warm-up and ``lr_weights`` (0.01) in the search, each
   decayed per epoch by ``torch.optim.lr_scheduler.ExponentialLR`` (0.978; the original runs the two phases as
-  two jobs, so the decay restarts at the search phase's base lr); the lr each epoch trained with is the
-  ``lr`` column of the log, and the scheduler is checkpointed. The architecture lr is constant.
+  two jobs, so the decay restarts at the search phase's base lr, and the SGD momentum restarts too); the lr
+  each epoch trained with is the ``lr`` column of the log, and the scheduler is checkpointed. The
+  architecture lr is constant.
 - After every epoch both roles are derived (for each candidate branch set; the student's set chosen by
   mIoU × (latency/target)^-0.07, the teacher's by mIoU), their end-to-end latency read from the table and
   their supernet mIoU measured on the validation split; λ is halved when the student is faster than the
@@ -316,7 +317,8 @@ class FasterSegSearch(SearchMethod):
     def train_epoch(self, epoch: int, first_batch: int) -> dict:
         cfg = self.cfg
         phase = self._phase(epoch)
-        if phase != self.schedule_phase:  # the first search epoch: the search phase's own schedule
+        if phase != self.schedule_phase:  # the first search epoch: the search phase's own schedule and, as the
+            self.opt_w.state.clear()  # original's search job builds a new SGD, no momentum carried from the warm-up
             self._start_schedule(phase)
         lr = self.opt_w.param_groups[0]["lr"]
         self.supernet.train()
