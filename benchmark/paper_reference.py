@@ -55,12 +55,16 @@ PAPER_BASELINES: tuple[PaperRow, ...] = (
              note="the paper's hook count misses the encoder's functional convolutions; fvcore gives about 75.8 GMACs"),
     PaperRow("U-NetFormer", "ResNeXt101", 192.71, 769.25, _HOOK, 68.37),
     PaperRow("FT-U-NetFormer", "Swin-B", 95.98, 498.37, _HOOK, 69.13),
-    PaperRow("DeepLabV3", "ResNet-50", 68.14, 269.76, _HOOK, 63.16),
+    PaperRow("DeepLabV3", "ResNet-50", 68.14, 269.76, _HOOK, 63.16,
+             note="not the zoo's deeplabv3-resnet50 (smp's, 39.64 M with 8 classes): the paper's count is that of "
+                  "another implementation (not identified here); no zoo entry builds it"),
     PaperRow("HRNet", "W48", 65.89, 94.06, _HOOK, 63.07),
     PaperRow("UPerNet", "Swin-B", 59.94, 236.08, _HOOK, 66.09),
     PaperRow("SegFormer", "MiT-B5", 81.97, 51.86, _HOOK, 64.01, zoo_name="segformer-mitb5",
-             note="the paper's FLOPs for SegFormer were counted at a smaller input than 1024"),
-    PaperRow("UPerNet", "ConvNeXt", 122.1, 292.42, _HOOK, 61.93),
+             note="smp's default 256-channel decoder (segformer-mitb5-d768 is the SegFormer paper's 768-channel one); "
+                  "the paper's FLOPs for SegFormer were counted at a smaller input than 1024"),
+    PaperRow("UPerNet", "ConvNeXt", 122.1, 292.42, _HOOK, 61.93,
+             note="not the zoo's upernet-convnext-tiny (37.05 M with 8 classes): a larger ConvNeXt; no zoo entry builds it"),
     PaperRow("K-Net", "Swin-B", 246.97, 419.51, _HOOK, 66.11),
 )
 

@@ -140,19 +140,48 @@ def profile_model(model: nn.Module, size: int = 1024, in_channels: int = 3, batc
     }
 
 
-def profile_reference(ref: str, size: int = 1024, in_channels: int | None = None) -> dict:
-    """:func:`profile_model` of the model ``ref`` names (baseline name, spec JSON or checkpoint), with its name."""
+def paper_comparison(row: dict, spec: dict) -> dict | None:
+    """The OEM paper's Table 3 figures for the network ``spec`` builds, beside ``row``'s (a :func:`profile_model`
+    result), with the relative differences and the counter each side used; None when the paper does not list it.
+
+    Only zoo baselines have a paper row (``PaperRow.zoo_name``); a searched network of ours is not the
+    paper's searched network, so it gets None too. Differences are ``(ours - paper) / paper`` in percent.
+    """
+    from terralite.benchmark.paper_reference import paper_row_for
+
+    paper = paper_row_for(spec["name"]) if spec.get("kind") == "baseline" else None
+    if paper is None:
+        return None
+    _, channels, height, width = row["input_shape"]
+    return {
+        "method": f"{paper.method} {paper.backbone}",
+        "params_m": paper.params_m,
+        "gflops": paper.gflops,
+        "counter": paper.counter,
+        "params_diff_pct": (row["params_m"] - paper.params_m) / paper.params_m * 100,
+        "flops_diff_pct": (row["gmacs"] - paper.gflops) / paper.gflops * 100,
+        "ours_counter": f"{row['flop_counter']} GMACs at 1x{channels}x{height}x{width}",
+        "note": paper.note,
+    }
+
+
+def profile_reference(ref: str, size: int = 1024, in_channels: int | None = None, paper: bool = False) -> dict:
+    """:func:`profile_model` of the model ``ref`` names (baseline name, spec JSON or checkpoint), with its name;
+    with ``paper``, also ``"paper"``: :func:`paper_comparison` (None when the paper does not list the network)."""
     from terralite.errors import TerraLiteError
     from terralite.models import describe, load_model, spec_hash
 
     if size < 32 or size % 32:
         raise TerraLiteError(f"--size {size} must be a positive multiple of 32 (every network downsamples by 32)")
     model, spec, _ = load_model(ref, in_channels=in_channels)
-    return {"model": describe(spec), "spec_hash": spec_hash(spec), **profile_model(model, size, spec["in_channels"])}
+    row = {"model": describe(spec), "spec_hash": spec_hash(spec), **profile_model(model, size, spec["in_channels"])}
+    if paper:
+        row["paper"] = paper_comparison(row, spec)
+    return row
 
 
-def profile_references(refs: Iterable[str], size: int = 1024, in_channels: int | None = None) -> Iterator[dict]:
+def profile_references(refs: Iterable[str], size: int = 1024, in_channels: int | None = None, paper: bool = False) -> Iterator[dict]:
     """:func:`profile_reference` of each model in ``refs``, one at a time (a large network at 1024 px takes
     a while on a CPU, so a caller can report each as it comes)."""
     for ref in refs:
-        yield profile_reference(ref, size, in_channels)
+        yield profile_reference(ref, size, in_channels, paper)

@@ -80,8 +80,10 @@ for _name, _builder in {
     "deeplabv3-resnet50": _smp("DeepLabV3", "resnet50"),
     "deeplabv3plus-resnet50": _smp("DeepLabV3Plus", "resnet50"),
     "segformer-mitb0": _smp("Segformer", "mit_b0"),
-    # SegFormer B1-B5 use a 768-channel all-MLP decoder (B0: 256, smp's default), as in the SegFormer paper
-    "segformer-mitb5": _smp("Segformer", "mit_b5", decoder_segmentation_channels=768),
+    # smp's default 256-channel decoder: the OEM paper's SegFormer (81.97 M parameters with 8 classes)
+    "segformer-mitb5": _smp("Segformer", "mit_b5"),
+    # the SegFormer paper's 768-channel all-MLP decoder for B1-B5: another network (84.60 M), named so
+    "segformer-mitb5-d768": _smp("Segformer", "mit_b5", decoder_segmentation_channels=768),
     "upernet-convnext-tiny": _smp("UPerNet", "tu-convnext_tiny"),
     "lraspp-mobilenetv3": _lraspp_mobilenetv3,
 }.items():

@@ -157,16 +157,16 @@ def max_arch() -> dict:
 
 
 def min_arch() -> dict:
-    """The cheapest network: the first bottleneck's tap (``tap7``: 16 channels at stride 2) straight into the
-    output stage, the encoder cut after its second block.
+    """The cheapest network: the stem's tap (``tap8``: 32 channels at stride 2) straight into the output
+    stage, the encoder cut after the stem.
 
     Every architecture holds a path from some tap into the output stage, and no path costs less in
-    parameters or MACs: ``tap7`` has the fewest channels of all taps and needs only the stem and one block
-    (``tap8``, the stem alone, has twice the channels), and a path through another stage adds a 64-channel
-    conv.
+    parameters or MACs: ``tap8`` needs only the stem, and the next cheapest, ``tap7`` (16 channels), needs the
+    first bottleneck too, whose expansion, depthwise and projection convs cost more than the 16 channels
+    saved in the decoder conv; a path through another stage adds a 64-channel conv.
     """
     stages = {stage_name(s): [] for s in range(NUM_STAGES)}
-    stages[stage_name(NUM_STAGES - 1)] = ["tap7"]
+    stages[stage_name(NUM_STAGES - 1)] = ["tap8"]
     return validate_arch({"stages": stages})
 
 

@@ -1,4 +1,18 @@
-"""MobileNetV2 (torchvision, width 1.0, output stride 32) returning the 9 SparseMask taps.
+"""MobileNetV2 (width 1.0, output stride 32) as the official SparseMask builds it, returning the 9 taps.
+
+The official MobileNetV2 differs from torchvision's in one place (METHODS.md §5): its first bottleneck
+(expansion t = 1) keeps the 1x1 expansion conv (32 → 32, BN, ReLU6) before the depthwise conv, where
+torchvision's drops it. This encoder is torchvision's ``mobilenet_v2().features`` with that conv put back, so
+that a derived network has the original's parameter and MAC counts (+1,088 parameters, +0.285 GMACs at
+1024x1024 over torchvision's). In ``features[1].conv`` the expansion is index 0 and torchvision's layers
+follow one index later (torchvision ``1.conv.K`` is our ``1.conv.K+1``).
+
+torchvision weights still fit every other layer: :func:`load_torchvision_weights` loads a user's
+``mobilenet_v2`` state dict and reports what the file did not hold (the expansion conv), which it sets to the
+identity (exact in eval mode: the block's input is a ReLU6 output, so ReLU6(BN(x)) = x with the BN's running
+statistics at mean 0, variance 1 − eps), so the pretrained encoder computes what torchvision's does.
+Checkpoints saved before this encoder existed (torchvision's layout) are migrated the same way when loaded
+(:meth:`MobileNetV2Encoder.load_state_dict` through a pre-hook): their networks give the same outputs.
 
 Taps are taken before activation (METHODS.md §5): the stem and the final 1x1 conv after their BN, the
 bottleneck stages at their (linear) outputs. The decoder applies ReLU6 to each tap it uses.
@@ -10,23 +24,116 @@ export drop anyway, so truncating keeps parameter counts, MAC counts and runtime
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torchvision
+from torchvision.ops import Conv2dNormActivation
 
 from terralite.errors import TerraLiteError
 
-# torchvision ``features`` index of the last block producing each tap, shallow → deep: the stem, the bottleneck
+log = logging.getLogger(__name__)
+
+# ``features`` index of the last block producing each tap, shallow → deep: the stem, the bottleneck
 # stages 0..6 (t, c, n, s table of the paper) and the final 1x1 conv
 _TAP_ENDS = (0, 1, 3, 6, 10, 13, 16, 17, 18)
 NUM_TAPS = len(_TAP_ENDS)
+#: Prefix (inside ``features``) of the expansion conv the original keeps and torchvision's weights lack.
+EXPANSION_PREFIX = "1.conv.0."
+_FIRST_BLOCK = "1.conv."
 
 
 def num_blocks(deepest_tap: int) -> int:
-    """How many torchvision ``features`` blocks an encoder reaching tap ``deepest_tap`` keeps."""
+    """How many ``features`` blocks an encoder reaching tap ``deepest_tap`` keeps."""
     return _TAP_ENDS[NUM_TAPS - 1 - deepest_tap] + 1
+
+
+def original_mobilenet_v2_features() -> nn.Sequential:
+    """torchvision's ``mobilenet_v2(weights=None).features`` with the first bottleneck's expansion conv
+    (1x1 32 → 32, BN, ReLU6) put back, initialised as torchvision initialises its convs."""
+    features = torchvision.models.mobilenet_v2(weights=None).features
+    block = features[1]  # InvertedResidual(32 → 16, t=1): [dw 3x3 ConvBNReLU6, 1x1 conv, BN]
+    hidden = block.conv[0][0].in_channels
+    expansion = Conv2dNormActivation(hidden, hidden, kernel_size=1, norm_layer=nn.BatchNorm2d, activation_layer=nn.ReLU6)
+    nn.init.kaiming_normal_(expansion[0].weight, mode="fan_out")
+    block.conv = nn.Sequential(expansion, *block.conv)
+    return features
+
+
+def _is_torchvision_layout(state: dict, prefix: str) -> bool:
+    """True when ``state`` (keys under ``prefix``) has torchvision's first bottleneck: depthwise conv first."""
+    first = state.get(f"{prefix}{EXPANSION_PREFIX}0.weight")
+    return first is not None and first.ndim == 4 and first.shape[1] == 1
+
+
+@torch.no_grad()
+def _identity_expansion(features: nn.Sequential) -> dict[str, torch.Tensor]:
+    """State of an expansion conv that passes its (ReLU6-output, so non-negative) input through unchanged in eval."""
+    conv, bn = features[1].conv[0][0], features[1].conv[0][1]
+    weight = torch.eye(conv.out_channels, dtype=conv.weight.dtype)[:, :, None, None]  # (32, 32, 1, 1)
+    return {f"{EXPANSION_PREFIX}0.weight": weight,
+            f"{EXPANSION_PREFIX}1.weight": torch.ones_like(bn.weight), f"{EXPANSION_PREFIX}1.bias": torch.zeros_like(bn.bias),
+            f"{EXPANSION_PREFIX}1.running_mean": torch.zeros_like(bn.running_mean),
+            f"{EXPANSION_PREFIX}1.running_var": torch.full_like(bn.running_var, 1.0 - bn.eps),
+            f"{EXPANSION_PREFIX}1.num_batches_tracked": torch.zeros_like(bn.num_batches_tracked)}
+
+
+def torchvision_to_original(state: dict, features: nn.Sequential, prefix: str = "") -> list[str]:
+    """Rewrite, in place, the first bottleneck of a torchvision-layout ``features`` state dict (keys under
+    ``prefix``) into the original layout: torchvision's ``1.conv.K`` becomes ``1.conv.K+1`` and the
+    expansion conv (absent from the file) is set to the identity. Returns the keys that were filled in."""
+    first = f"{prefix}{_FIRST_BLOCK}"
+    for key in sorted((k for k in state if k.startswith(first)), key=lambda k: -int(k[len(first):].split(".")[0])):
+        index, rest = key[len(first):].split(".", 1)
+        state[f"{first}{int(index) + 1}.{rest}"] = state.pop(key)
+    filled = {prefix + k: v.to(device=state[f"{first}1.0.weight"].device) for k, v in _identity_expansion(features).items()}
+    state.update(filled)
+    return list(filled)
+
+
+def read_torchvision_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``features.*`` part of a torchvision ``mobilenet_v2`` weights file (a full state dict, its
+    ``features.*`` part, or a checkpoint holding one under ``state_dict``), keys without ``features.``."""
+    path = Path(path)
+    if not path.is_file():
+        raise TerraLiteError(f"encoder weights file {path} does not exist; give the path of torchvision "
+                             "mobilenet_v2 ImageNet weights (a .pth state dict) or build without encoder weights")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign files
+        raise TerraLiteError(f"encoder weights file {path} is not a readable state dict ({type(exc).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise TerraLiteError(f"encoder weights file {path} does not hold a state dict")
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return dict(state)
+
+
+def load_torchvision_weights(features: nn.Sequential, path: str | Path) -> list[str]:
+    """Load torchvision ``mobilenet_v2`` weights from ``path`` into original-layout ``features`` (see the module
+    docstring) and return the ``features`` keys the file did not hold (set to the identity expansion); a file
+    already in the original layout loads whole and returns ``[]``. Any other mismatch is an error naming the file.
+    """
+    state = read_torchvision_weights(path)
+    not_loaded = torchvision_to_original(state, features) if _is_torchvision_layout(state, "") else []
+    expected = features.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        raise TerraLiteError(f"encoder weights file {path} does not match torchvision mobilenet_v2 "
+                             f"(missing {len(missing)} keys e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]}, "
+                             f"{len(mismatched)} of another shape e.g. {mismatched[:2]})")
+    features.load_state_dict(state)
+    if not_loaded:
+        log.warning("encoder weights %s: torchvision's mobilenet_v2 has no first-bottleneck expansion conv; "
+                    "loaded every other layer, set features.%s* (%d tensors) to the identity", path,
+                    EXPANSION_PREFIX, len(not_loaded))
+    return ["features." + k for k in not_loaded]
 
 
 class MobileNetV2Encoder(nn.Module):
@@ -34,8 +141,9 @@ class MobileNetV2Encoder(nn.Module):
     taps deeper than ``deepest_tap`` are not computed (None) and their layers not built.
 
     ``in_channels`` other than 3 get a fresh first conv. ``weights`` is an optional path to ImageNet
-    weights of torchvision's ``mobilenet_v2`` (a full state dict, its ``features.*`` part, or a checkpoint
-    dict holding one under ``state_dict``), loaded with ``weights_only=True``; nothing is downloaded.
+    weights of torchvision's ``mobilenet_v2`` (see :func:`load_torchvision_weights`), loaded with
+    ``weights_only=True``; nothing is downloaded. ``not_loaded`` lists the encoder's keys the file did not
+    hold (the expansion conv, set to the identity); empty without a file.
     """
 
     def __init__(self, in_channels: int = 3, weights: str | Path | None = None, deepest_tap: int = 0):
@@ -44,31 +152,24 @@ class MobileNetV2Encoder(nn.Module):
             raise ValueError(f"deepest_tap must be in 0..{NUM_TAPS - 1}, got {deepest_tap}")
         self.in_channels = in_channels
         self.deepest_tap = deepest_tap
-        self.features = torchvision.models.mobilenet_v2(weights=None).features
+        self.features = original_mobilenet_v2_features()
+        self.not_loaded: list[str] = []
         if weights is not None:
-            self._load_weights(Path(weights))
+            self.not_loaded = load_torchvision_weights(self.features, weights)
         if in_channels != 3:
             self._adapt_first_conv(in_channels)
         self.features = self.features[: num_blocks(deepest_tap)]
+        self.register_load_state_dict_pre_hook(self._migrate_torchvision_layout)
 
-    def _load_weights(self, path: Path) -> None:
-        if not path.is_file():
-            raise TerraLiteError(f"encoder weights file {path} does not exist; give the path of torchvision "
-                                 "mobilenet_v2 ImageNet weights (a .pth state dict) or build without encoder weights")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for foreign files
-            raise TerraLiteError(f"encoder weights file {path} is not a readable state dict ({type(exc).__name__})") from None
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-        if not isinstance(state, dict):
-            raise TerraLiteError(f"encoder weights file {path} does not hold a state dict")
-        if any(k.startswith("features.") for k in state):
-            state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        missing, unexpected = self.features.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise TerraLiteError(f"encoder weights file {path} does not match torchvision mobilenet_v2 "
-                                 f"(missing {len(missing)} keys e.g. {missing[:2]}, unexpected {len(unexpected)} e.g. {unexpected[:2]})")
+    @staticmethod
+    def _migrate_torchvision_layout(module, state_dict, prefix, *args) -> None:
+        """Checkpoints saved before the encoder kept the original's expansion conv hold torchvision's layout:
+        rewrite them to this one (outputs unchanged in eval, see the module docstring)."""
+        if _is_torchvision_layout(state_dict, prefix + "features."):
+            torchvision_to_original(state_dict, module.features, prefix + "features.")
+            log.warning("state dict in the old torchvision layout of the SparseMask encoder (saved before the original's "
+                        "first-bottleneck expansion conv was built): migrated, %sfeatures.%s* set to the identity; "
+                        "outputs are unchanged", prefix, EXPANSION_PREFIX)
 
     @torch.no_grad()
     def _adapt_first_conv(self, in_channels: int) -> None:

@@ -7,8 +7,8 @@ from terralite.benchmark.zoo import BASELINES, LogitsAtInputSize
 from terralite.errors import TerraLiteError
 from terralite.models import build_model
 
-# The two heaviest encoders take several seconds each at 64 px on a shared 2-core CPU.
-HEAVY = {"segformer-mitb5", "deeplabv3-resnet50"}
+# The heaviest encoders take several seconds each at 64 px on a shared 2-core CPU.
+HEAVY = {"segformer-mitb5", "segformer-mitb5-d768", "deeplabv3-resnet50"}
 
 
 @pytest.mark.parametrize(

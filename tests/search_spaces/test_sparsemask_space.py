@@ -117,8 +117,8 @@ def test_derived_network_has_only_live_parts():
     assert sorted(model.decoder["stage4"].convs) == ["tap0", "up4"]
     assert not any("gate" in name for name, _ in model.named_parameters())
     small = build(min_arch())
-    assert list(small.decoder) == ["stage8"] and list(small.decoder["stage8"].convs) == ["tap7"]
-    assert len(small.encoder.features) == 2  # the stem and the first bottleneck
+    assert list(small.decoder) == ["stage8"] and list(small.decoder["stage8"].convs) == ["tap8"]
+    assert len(small.encoder.features) == 1  # the stem alone
     encoder_names = {n for n, _ in model.named_parameters() if n.startswith("encoder.")}
     decoder = list(model.decoder_parameters())
     assert len(encoder_names) + len(decoder) == len(list(model.parameters()))
