@@ -149,9 +149,11 @@ class FasterSegNet(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As :meth:`nn.Module.load_state_dict`, refusing with one clear message the weights of a network
-        built before the fusion fix (its fusion conv halved the concatenated width: ``C → C/2``)."""
+        built before the fusion fix (its fusion conv halved the concatenated width: ``C → C/2`` where this
+        network has ``C → C``; a pruned network's own widths are compared, not assumed square)."""
         fusion = state_dict.get("fusion_head.fusion.0.weight")
-        if fusion is not None and fusion.shape[0] != fusion.shape[1]:
+        own = self.fusion_head.fusion[0].weight.shape
+        if fusion is not None and fusion.shape[1] == own[1] and 2 * fusion.shape[0] == own[0]:
             c_out, c_in = fusion.shape[:2]
             raise TerraLiteError(
                 f"these FasterSeg weights come from a network built before the fusion fix (fusion conv {c_in} → "

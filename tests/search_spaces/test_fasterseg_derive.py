@@ -172,7 +172,7 @@ def test_cells_before_the_first_downsample_may_all_go():
     alphas[0][[0, 1, 2], SKIP] = [4.0, 5.0, 6.0]
     # The original checks only the segments after each downsampling: 0..2 may all be removed (3 slots:
     # min_len = 5), and the downsampling cell 3 then reads the stem.
-    ops, removed = select_ops(alphas, path, downs)
+    _, removed = select_ops(alphas, path, downs)
     assert removed == {0, 1, 2}
     branch = derive_branch(alphas, _betas(L, {2: 3.0}), None, L, 16, WIDTHS, head_width=8)
     assert [c["down"] for c in branch["cells"]] == [True, False, False, False, False]

@@ -144,8 +144,8 @@ def _arch(stem: int, head: int, *branches: tuple[int, str]) -> dict:
 
 # a student at the OEM authors' width 8/12 stem/head, branches [1/32, 1/16] sharing their first three cells
 STUDENT = _arch(8, 8,
-                (32, "conv:6 zoomed_conv:4 conv_2x:8v zoomed_conv_2x:4 conv:10 zoomed_conv:4 conv:6v "
-                     "zoomed_conv:4 conv_2x:4 zoomed_conv_2x:6 conv:8"),
+                (32, ("conv:6 zoomed_conv:4 conv_2x:8v zoomed_conv_2x:4 conv:10 zoomed_conv:4 conv:6v "
+                      "zoomed_conv:4 conv_2x:4 zoomed_conv_2x:6 conv:8")),
                 (16, "conv:6 zoomed_conv:4 conv_2x:8v conv:6 zoomed_conv_2x:12 zoomed_conv:4 conv_2x:8"))
 # a teacher (full widths), branches [1/32, 1/8], no shared cell
 TEACHER = _arch(12, 12,
