@@ -8,7 +8,13 @@ Entries (``H``/``W`` are the input's feature size, ``size // scale``):
 - ``stem|H|W|cin|cout`` — the stem of each role (teacher, student);
 - ``conv1x1_up|H|W|cin|cout`` — a refinement's 1x1 ConvBNReLU and its bilinear ↑2; the refinement's 3x3
   fusion conv is the ``conv`` entry at its concatenated width (the concat itself, a copy, is not charged);
-- ``fusion_head|H|W|cin|cout|classes`` — fusion 1x1, head and the bilinear ↑8 to the input size.
+- ``fusion_head|H|W|cin|cout|classes`` — fusion 1x1 (``cout = cin``: it keeps the branches' concatenated
+  width), the head on that width and the bilinear ↑8 to the input size.
+
+Tables carry ``layout`` (:data:`TABLE_LAYOUT`) in their conditions: the version of the network structure
+their entries charge. Layout 2 is the METHODS §5 network (fusion keeps the concatenated width); tables
+written before the field existed charged a fusion conv that halved it (layout 1) and are refused with a
+message that says how to measure a new one, rather than read with wrong widths.
 """
 
 from __future__ import annotations
@@ -36,6 +42,19 @@ from terralite.versions import library_versions
 
 # weights of the three decoupled latency evaluations (ops live, paths live, widths live) — METHODS §2
 DECOUPLED_WEIGHTS = {"ops": 0.002, "paths": 0.994, "widths": 0.004}
+# version of the network structure a table's entries charge (2: the fusion conv keeps the concatenated width)
+TABLE_LAYOUT = 2
+
+
+def check_table_layout(table: LatencyTable) -> None:
+    """Refuse a table whose entries charge another network structure than the one built today."""
+    layout = table.conditions.get("layout", 1)
+    if layout != TABLE_LAYOUT:
+        raise TerraLiteError(
+            f"{table.source} has FasterSeg table layout {layout}: it was measured for networks whose fusion conv "
+            f"halved the branches' concatenated width, so it would charge wrong fusion and head widths (this "
+            f"TerraLite builds layout {TABLE_LAYOUT}). Measure it again with `terralite latency-table fasterseg` "
+            "(same --preset, --size, --device, --runtime)")
 
 
 def cell_key(op: str, h: int, cin: int, cout: int, stride: int) -> str:
@@ -63,9 +82,9 @@ class _Conv1x1Up(nn.Module):
 
 
 class _FusionHeadOne(nn.Module):
-    def __init__(self, cin: int, cout: int, classes: int, out_size: int):
+    def __init__(self, cin: int, classes: int, out_size: int):
         super().__init__()
-        self.fh, self.out_size = FusionHead(cin, cout, classes), out_size
+        self.fh, self.out_size = FusionHead(cin, classes), out_size
 
     def forward(self, x):
         return self.fh([x], (self.out_size, self.out_size))
@@ -87,7 +106,7 @@ def table_conditions(space: FasterSegSearchSpace, size: int, device: torch.devic
     """The conditions a FasterSeg table is valid for (what a search checks)."""
     return {"search_space": "fasterseg", "device_type": device.type, "runtime": runtime, "precision": precision,
             "size": size, "batch": batch, "in_channels": space.in_channels, "num_classes": space.num_classes,
-            "space": space_fingerprint(space)}
+            "space": space_fingerprint(space), "layout": TABLE_LAYOUT}
 
 
 def _role_channels(space: FasterSegSearchSpace, role: str) -> tuple[int, list[int]]:
@@ -135,9 +154,9 @@ def table_entries(space: FasterSegSearchSpace, size: int) -> dict[str, tuple[Cal
         for c8f in sorted(set(node[0]) | set(stems)):
             add(cell_key("conv", h8, c8h + c8f, c8h, 1), lambda a=c8h + c8f, b=c8h: build_op("conv", a, b, 1), (1, c8h + c8f, h8, h8))
         for bs in c.branch_sets:
-            cin = sum(c8h if s != 8 else roles[r][1][0] for s in bs)
-            add(entry_key("fusion_head", H=h8, W=h8, cin=cin, cout=c8h, classes=space.num_classes),
-                lambda cin=cin, c8h=c8h: _FusionHeadOne(cin, c8h, space.num_classes, size), (1, cin, h8, h8))
+            cin = len(bs) * c8h  # every branch reaches 1/8 with c8h channels; the fusion keeps their sum
+            add(entry_key("fusion_head", H=h8, W=h8, cin=cin, cout=cin, classes=space.num_classes),
+                lambda cin=cin: _FusionHeadOne(cin, space.num_classes, size), (1, cin, h8, h8))
     return entries
 
 
@@ -165,6 +184,7 @@ def measure_table(space: FasterSegSearchSpace, size: int, device: torch.device, 
 # -- end-to-end latency of a derived architecture --------------------------------------------------------
 def arch_latency(table: LatencyTable, arch: dict, size: int, in_channels: int, num_classes: int) -> dict:
     """Predicted latency (ms) of the network ``arch`` describes, by part: stem, cells, fusion, total."""
+    check_table_layout(table)
     stem, plans = plan_branches(arch)
     unique, _ = share_cells(plans)
     F_, base, head_w = arch["F"], arch["width_base"], arch["head_width"]
@@ -173,7 +193,7 @@ def arch_latency(table: LatencyTable, arch: dict, size: int, in_channels: int, n
     parts = {"stem": table.lookup("stem", H=size, W=size, cin=in_channels, cout=stem[2])}
     parts["cells"] = sum(table.lookup(c.op, H=size // c.scale, W=size // c.scale, cin=c.c_in, cout=c.c_out, stride=2 if c.down else 1)
                          for c in unique)
-    fusion, fused_in = 0.0, 0
+    fusion = 0.0
     for plan in plans:
         feats = plan.feature_channels
         if plan.scale == 32:
@@ -182,8 +202,8 @@ def arch_latency(table: LatencyTable, arch: dict, size: int, in_channels: int, n
         if plan.scale >= 16:
             fusion += table.lookup("conv1x1_up", H=h16, W=h16, cin=c16h, cout=c8h)
             fusion += table.lookup("conv", H=h8, W=h8, cin=c8h + feats[8], cout=c8h, stride=1)
-        fused_in += c8h if plan.scale != 8 else feats[8]
-    fusion += table.lookup("fusion_head", H=h8, W=h8, cin=fused_in, cout=c8h, classes=num_classes)
+    fused = len(plans) * c8h  # ops.FusionHead keeps the concatenated width
+    fusion += table.lookup("fusion_head", H=h8, W=h8, cin=fused, cout=fused, classes=num_classes)
     parts["fusion"] = fusion
     parts["total"] = parts["stem"] + parts["cells"] + parts["fusion"]
     return parts
@@ -204,6 +224,7 @@ class SupernetLatency(nn.Module):
 
     def __init__(self, space: FasterSegSearchSpace, table: LatencyTable, size: int):
         super().__init__()
+        check_table_layout(table)
         c = space.cfg
         self.layers = c.layers
         node = [[cell_channels(s, c.F, w, c.width_base) for w in c.widths] for s in SCALES]

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from terralite.nas.fasterseg.latency import arch_latency
+from terralite.nas.fasterseg.latency import arch_latency, check_table_layout
 from terralite.nas.latency_table import LatencyTable
 from terralite.search_spaces.fasterseg.config import FasterSegSpaceConfig
 from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
@@ -45,6 +45,7 @@ def latency_check(lut: str | Path, samples: int, out: str | Path, seed: int = 0,
     ensure_parent(out)
     table = LatencyTable.load(lut)
     space = space_of_table(table)
+    check_table_layout(table)  # before any timing: an old table would predict with wrong fusion widths
     c = table.conditions
     device = torch.device(c["device_type"])
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -63,18 +63,14 @@ def preset_config(name: str, **overrides) -> FasterSegSpaceConfig:
     return dataclasses.replace(cfg, **overrides).validate()
 
 
-def round_channels(value: float, divisor: int = 8) -> int:
-    """Round a searchable cell width to a multiple of ``divisor`` (at least ``divisor``).
-
-    For F a multiple of 6 (the OEM F=12) every width choice is already a multiple of 8, so this equals
-    the plain ``round`` of METHODS §5 and derived networks match the original counts exactly.
-    """
-    return max(divisor, int(round(value / divisor)) * divisor)
-
-
 def cell_channels(scale: int, F: int, width: int, width_base: int) -> int:
-    """Channels of a cell output at ``scale`` (8/16/32) and width ``width/width_base``."""
-    return round_channels(scale * F * width / width_base)
+    """Channels of a cell output at ``scale`` (8/16/32) and width ``width/width_base``: ``round(s·F·w)``.
+
+    The original's ``num_filters`` (METHODS §5), used by the derived network, the supernet's width choices
+    and the latency table alike, so that the three agree. For the OEM F = 12 and widths {4..12}/12 every
+    value is a multiple of 8 (METHODS §2's slimmable rounding gives the same channels); at least 1.
+    """
+    return max(1, int(round(scale * F * width / width_base)))
 
 
 def stem_channels(F: int, width: int, width_base: int) -> tuple[int, int, int]:

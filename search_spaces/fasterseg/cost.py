@@ -89,7 +89,6 @@ def arch_cost(arch: dict, in_channels: int = 3, num_classes: int = 8, height: in
 
     unique, branch_ids = share_cells(plans)
     cell_hw: dict[int, HW] = {}  # output size of each unique cell, counted when first computed
-    fused_in = 0
     for plan, ids in zip(plans, branch_ids):
         sizes = {8: hw8}  # output size of the branch's last feature at each scale
         hw = hw8
@@ -111,9 +110,9 @@ def arch_cost(arch: dict, in_channels: int = 3, num_classes: int = 8, height: in
             t.conv_bn(feats[16], c8h, 1, sizes[16])
             t.resize(c8h, sizes[8])
             t.conv_bn(c8h + feats[8], c8h, 3, sizes[8])
-        fused_in += c8h if plan.scale != 8 else feats[8]
 
-    t.conv_bn(fused_in, c8h, 1, hw8)  # ops.FusionHead: 1x1 fusion, head, ↑ to the input size
-    t.head(c8h, num_classes, hw8)
+    fused = len(plans) * c8h  # ops.FusionHead: 1x1 fusion keeping the concatenated width, head, ↑ to the input size
+    t.conv_bn(fused, fused, 1, hw8)
+    t.head(fused, num_classes, hw8)
     t.resize(num_classes, (height, width))
     return {"params": t.params, "macs": t.macs}

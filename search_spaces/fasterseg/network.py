@@ -1,8 +1,10 @@
 """The plain network an architecture JSON describes (METHODS §5, "FasterSeg derived network").
 
 Stem to 1/8, each branch's cells (cells shared between branches while their prefixes agree are computed
-once), per-branch refinement to 1/8, fusion of the branches, head, bilinear to the input size. The 1/16 and
-1/32 auxiliary heads run only in training mode, where the forward returns ``(logits, [aux16, aux32])``.
+once), per-branch refinement to 1/8 (``8F·w_head`` channels each), fusion of the concatenated branches by a
+1x1 ConvBNReLU that keeps their width (``2·8F·w_head`` for two branches), the head on that width, bilinear
+to the input size. The 1/16 and 1/32 auxiliary heads run only in training mode, where the forward returns
+``(logits, [aux16, aux32])``.
 No supernet machinery: every conv has its final width and one BatchNorm.
 """
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from terralite.errors import TerraLiteError
 from terralite.search_spaces.fasterseg.arch import validate_arch
 from terralite.search_spaces.fasterseg.config import cell_channels, stem_channels
 from terralite.search_spaces.fasterseg.ops import FusionHead, Head, Refine16, Refine32, Stem, build_op
@@ -61,19 +64,22 @@ def share_cells(plans: list[BranchPlan]) -> tuple[list[CellPlan], list[list[int]
     """Cells computed once: ``(unique cells, per-branch indices into them)``.
 
     A cell is identified by its prefix, so an equal prefix (same ops, widths and scales so far) means the
-    same input and the same computation: branches share cells while they agree.
+    same input and the same computation: branches share cells while they agree. A branch's last cell is
+    its own even where another branch has the same cell: the original's grouping never merges a branch's
+    last layer, and the parameter counts follow the original's.
     """
     unique: list[CellPlan] = []
     prefix_to_index: dict[tuple, int] = {}
     branch_ids = []
-    for plan in plans:
+    for b, plan in enumerate(plans):
         ids, prefix = [], ()
-        for cell in plan.cells:
+        for n, cell in enumerate(plan.cells):
             prefix = prefix + (cell,)
-            if prefix not in prefix_to_index:
-                prefix_to_index[prefix] = len(unique)
+            key = prefix if n < len(plan.cells) - 1 else prefix + (("end of branch", b),)
+            if key not in prefix_to_index:
+                prefix_to_index[key] = len(unique)
                 unique.append(cell)
-            ids.append(prefix_to_index[prefix])
+            ids.append(prefix_to_index[key])
         branch_ids.append(ids)
     return unique, branch_ids
 
@@ -101,8 +107,8 @@ class FasterSegNet(nn.Module):
                 self.refines.append(Refine16(feats[16], feats[8], c8h))
             else:
                 self.refines.append(nn.Identity())
-        fused_in = sum(c8h if plan.scale != 8 else plan.feature_channels[8] for plan in plans)
-        self.fusion_head = FusionHead(fused_in, c8h, num_classes)
+        # every branch reaches 1/8 with c8h channels (a 1/8 branch's last cell outputs the head width)
+        self.fusion_head = FusionHead(len(plans) * c8h, num_classes)
         aux16 = sum(p.feature_channels[16] for p in plans if p.scale >= 16)
         aux32 = sum(p.feature_channels[32] for p in plans if p.scale == 32)
         self.aux16 = Head(aux16, num_classes) if aux16 else None
@@ -140,6 +146,21 @@ class FasterSegNet(nn.Module):
         if self.aux32 is not None:
             aux.append(self.aux32(torch.cat(feats32, dim=1)))
         return logits, aux
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`nn.Module.load_state_dict`, refusing with one clear message the weights of a network
+        built before the fusion fix (its fusion conv halved the concatenated width: ``C → C/2`` where this
+        network has ``C → C``; a pruned network's own widths are compared, not assumed square)."""
+        fusion = state_dict.get("fusion_head.fusion.0.weight")
+        own = self.fusion_head.fusion[0].weight.shape
+        if fusion is not None and fusion.shape[1] == own[1] and 2 * fusion.shape[0] == own[0]:
+            c_out, c_in = fusion.shape[:2]
+            raise TerraLiteError(
+                f"these FasterSeg weights come from a network built before the fusion fix (fusion conv {c_in} → "
+                f"{c_out} channels; the network is now built as the original, {c_in} → {c_in}, with the head on "
+                f"{c_in}): they cannot be loaded. Train the architecture again (the checkpoint's spec, or its "
+                "JSON) with `terralite train --model ARCH.json`")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
 def build(arch: dict, in_channels: int = 3, num_classes: int = 8) -> FasterSegNet:

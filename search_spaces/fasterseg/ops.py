@@ -157,12 +157,17 @@ class Refine16(nn.Module):
 
 
 class FusionHead(nn.Module):
-    """Concatenated branch outputs → 1x1 ConvBNReLU (fusion) → head → bilinear to the input size."""
+    """Concatenated branch outputs → 1x1 ConvBNReLU that keeps their width → head → bilinear to the input size.
 
-    def __init__(self, c_in: int, c_fused: int, num_classes: int):
+    The fusion conv mixes the branches, it does not reduce them: ``c_in → c_in`` (2·8F·w for two branches),
+    and the head is built on that width (METHODS §5). The original's fusion module also builds a
+    channel-attention block that its forward never calls; it is not built here.
+    """
+
+    def __init__(self, c_in: int, num_classes: int):
         super().__init__()
-        self.fusion = ConvBN(c_in, c_fused, 1)
-        self.head = Head(c_fused, num_classes)
+        self.fusion = ConvBN(c_in, c_in, 1)
+        self.head = Head(c_in, num_classes)
 
     def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         return resize(self.head(self.fusion(torch.cat(features, dim=1))), size)

@@ -50,11 +50,15 @@ class FasterSegSearchSpace(SearchSpace):
         return self.cfg.student_stem_width, self.cfg.student_head_width
 
     def arch_from_params(self, alphas, betas, ratios, branch_set, role: str = "student") -> dict:
-        """Apply the derivation rules to arrays of architecture parameters (``ratios=None``: full width)."""
+        """Apply the derivation rules to arrays of architecture parameters (``ratios=None``: full width).
+
+        The teacher is decoded as the original builds it, with ``ignore_skip``: no skip chosen, no cell
+        removed; the student keeps the skip-removal rules (see :mod:`.derive`)."""
         stem_w, head_w = self.role_widths(role)
         c = self.cfg
         return validate_arch(derive_arch(alphas, betas, ratios, list(branch_set), layers=c.layers, F=c.F, width_base=c.width_base,
-                                         width_choices=list(c.widths), stem_width=stem_w, head_width=head_w))
+                                         width_choices=list(c.widths), stem_width=stem_w, head_width=head_w,
+                                         ignore_skip=role == "teacher"))
 
     def _shapes(self) -> tuple[list, list, list]:
         L, n_ops, n_w = self.cfg.layers, len(OP_NAMES), len(self.cfg.widths)

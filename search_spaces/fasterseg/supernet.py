@@ -15,7 +15,9 @@ The keep output of cell (i, j) and the down output of cell (i, j-1) are the same
 The teacher runs at full width; the student's widths are sampled by hard straight-through Gumbel-softmax
 (or fixed to max / min / random / argmax). Cells are shared; each role has its own stem, refinements and heads.
 Outputs (all at 1/8): one head per final scale (``"8"``, ``"16"``, ``"32"``) and one per branch set
-(``"32+16"`` ...), each supervised during search.
+(``"32+16"`` ...), each supervised during search. A branch set's head works on the concatenated width of
+its branches (``len(set)·8F·w_head``), as the original supernet's ``head02``/``head12``; like them it has no
+fusion conv (the derived network's fusion keeps that width, so the head sees the same width in both).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from terralite.nas.fasterseg.latency import DECOUPLED_WEIGHTS, SupernetLatency, arch_latency, measure_table, table_conditions, table_entries
+from terralite.errors import TerraLiteError
 from terralite.nas.latency_table import LatencyTable
 from terralite.search_spaces.fasterseg.network import plan_branches, share_cells
 from terralite.search_spaces.fasterseg.ops import OP_NAMES
@@ -148,3 +149,35 @@ def test_paths_latency_matches_path_enumeration(space):
         expected += prob * lat
     got = float(SupernetLatency(space, table, SIZE)(net, "paths").detach())
     assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_fusion_entry_charges_the_built_width(space):
+    """The table's fusion_head entry has the width the network's fusion conv and head are built with."""
+    arch = space.sample(np.random.default_rng(2))
+    net = space.build(arch)
+    fused = net.fusion_head.fusion[0].weight.shape[0]
+    assert net.fusion_head.fusion[0].weight.shape[1] == fused  # the fusion keeps the concatenated width
+    seen = []
+    table = _table(space, lambda k: 1.0)
+    table.lookup = lambda op, **f: seen.append((op, f)) or 1.0  # record what arch_latency charges
+    arch_latency(table, arch, SIZE, 3, 8)
+    assert [f for op, f in seen if op == "fusion_head"] == [{"H": SIZE // 8, "W": SIZE // 8, "cin": fused, "cout": fused, "classes": 8}]
+    assert any(k.startswith(f"fusion_head|H={SIZE // 8}|W={SIZE // 8}|cin={fused}|cout={fused}|") for k in table_entries(space, SIZE))
+
+
+def test_old_layout_table_is_refused_with_one_clear_message(space, tmp_path, capsys):
+    """A table written before the fusion fix (no ``layout``: its fusion entries charge half the width) is refused."""
+    good = _table(space, lambda k: 1.0)
+    old = LatencyTable({k: v for k, v in good.conditions.items() if k != "layout"}, dict(good.entries))
+    path = old.save(tmp_path / "old_lut.json")
+    old = LatencyTable.load(path)
+    arch = space.sample(np.random.default_rng(0))
+    for use in (lambda: arch_latency(old, arch, SIZE, 3, 8), lambda: SupernetLatency(space, old, SIZE)):
+        with pytest.raises(TerraLiteError, match=r"old_lut\.json has FasterSeg table layout 1: .*halved the branches' "
+                                                 r"concatenated width.*terralite latency-table fasterseg"):
+            use()
+    from terralite.cli import main
+
+    assert main(["latency-check", "fasterseg", "--lut", str(path), "--samples", "3", "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert "table layout 1" in err and "Traceback" not in err and not (tmp_path / "c.json").exists()

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from terralite.search_spaces.fasterseg.config import cell_channels, preset_config, stem_channels
-from terralite.search_spaces.fasterseg.derive import DOWN, SKIP, downsample_positions, path_scales, select_ops
 from terralite.search_spaces.fasterseg.ops import OP_NAMES, PLAIN_OPS, build_op
 from terralite.search_spaces.fasterseg.slimmable import MixedOp, build_slim_op
 from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
@@ -66,49 +65,6 @@ def test_supernet_forward_and_arch_grads():
     assert len(net.arch_parameters()) + len(net.weight_parameters()) == len(list(net.parameters()))
 
 
-def test_derive_downsample_positions():
-    L = 8
-    b1, b2 = np.zeros((L - 2, 2)), np.zeros((L - 3, 2))
-    b1[3, DOWN] = 5.0  # row 3 of β₁: layer 5 reads the down of layer 4
-    assert downsample_positions([None, b1, b2], L, 1) == [4]
-    b1[0, DOWN] = 9.0  # row 0 is outside β₁[1:-1] for a 1/16 branch
-    assert downsample_positions([None, b1, b2], L, 1) == [4]
-    b2[4, DOWN] = 5.0
-    i, j = downsample_positions([None, b1, b2], L, 2)
-    assert (i, j) == (1, 6)  # pair (0, 4): downs at 0+1 and 4+2
-    assert path_scales(L, [1, 6]) == [0, 0, 1, 1, 1, 1, 1, 2]
-
-
-def test_derive_skip_rules():
-    L = 9
-    path = path_scales(L, [2])
-    alphas = [np.zeros((L - j, len(OP_NAMES))) for j in range(3)]
-    for j in range(2):
-        alphas[j][:, SKIP] = 3.0  # skip is everyone's favourite...
-        alphas[j][:, OP_NAMES.index("conv")] = 1.0
-    ops, removed = select_ops(alphas, path, [2])
-    assert ops[2] != SKIP and 2 not in removed  # ...but not at the downsampling cell
-    assert ops[-1] != SKIP  # nor at the last cell
-    min_len = round(L / 3) + 2 * path[-1]
-    assert len(removed) <= L - min_len
-    kept = [k for k in range(L) if k not in removed]
-    assert len(kept) >= min_len
-    assert all(ops[k] != SKIP for k in kept)  # no skip survives
-    # each segment between downsamplings keeps at least one real cell
-    assert any(k in kept for k in (0, 1)) and any(k in kept for k in range(3, L))
-
-
-def test_derive_all_skip_segment_keeps_least_likely():
-    L = 6
-    path = path_scales(L, [3])
-    alphas = [np.zeros((L - j, len(OP_NAMES))) for j in range(3)]
-    alphas[0][:, SKIP] = [4.0, 3.0, 5.0, 0.0, 0.0, 0.0]  # segment 0..2 all skip; position 1 least likely
-    alphas[0][:, OP_NAMES.index("conv_2x")] = 1.0
-    alphas[1][:, OP_NAMES.index("conv")] = 1.0
-    ops, removed = select_ops(alphas, path, [3])
-    assert 1 not in removed and ops[1] == OP_NAMES.index("conv_2x")
-
-
 @pytest.mark.parametrize("bands", [3, 5])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_build_sampled_archs(bands, seed):
@@ -156,3 +112,14 @@ def test_preset_and_config_errors():
         preset_config("big")
     with pytest.raises(TerraLiteError, match="'layers'"):
         preset_config("tiny", layers=3)
+
+
+def test_weights_of_the_old_halving_fusion_are_refused_clearly():
+    space = FasterSegSearchSpace.from_preset("tiny")
+    net = space.build(space.min_arch())
+    state = net.state_dict()
+    c = state["fusion_head.fusion.0.weight"].shape[0]
+    net.load_state_dict(state)  # today's weights load
+    state["fusion_head.fusion.0.weight"] = torch.zeros(c // 2, c, 1, 1)  # the pre-fix layout: C → C/2
+    with pytest.raises(TerraLiteError, match=rf"built before the fusion fix \(fusion conv {c} → {c // 2} channels.*terralite train --model"):
+        net.load_state_dict(state)
