@@ -498,10 +498,14 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
 
     from terralite.data.raster import open_raster, read_from
 
+    from terralite.output_guard import check_output_file, refuse_output_over_inputs
+
     input_path, out_path = Path(input_path), Path(out_path)
-    ensure_parent(out_path)
+    check_output_file(out_path, "--out")
+    refuse_output_over_inputs(out_path, [input_path], "--out")
     if preview is not None:
-        ensure_parent(preview)
+        check_output_file(preview, "--preview")
+        refuse_output_over_inputs(preview, [input_path, out_path], "--preview")
     if batch < 1:
         raise TerraLiteError(f"--batch-size must be at least 1, got {batch}")
     if overlap is None:
