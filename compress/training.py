@@ -114,15 +114,21 @@ def new_run_folder(out: Path, options: Any) -> Iterator[Path]:
     from terralite.atomic import write_text_atomic
     from terralite.config import dump_yaml
 
+    from terralite.run_folder import RunLock
+
     created = not out.exists()
     out.mkdir(exist_ok=True)
+    lock = RunLock(out)  # one writer per run folder (the fine-tunes inside lock their own sub-folders)
     try:
         write_text_atomic(out / "config.yaml", dump_yaml(options))
         yield out
     except TerraLiteError:
         if created:
+            lock.release()
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        lock.release()
 
 
 def check_bench(size: int, iterations: int) -> None:

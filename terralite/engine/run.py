@@ -217,7 +217,9 @@ class RunJob(abc.ABC):
             if self.resume_ckpt.get("rng"):
                 set_rng_state(self.resume_ckpt["rng"])
         # the folder is created only now: a job refused while building leaves nothing behind
-        self.folder = RunFolder(out, enabled=self.dist.is_main)
+        self.folder = RunFolder(out, enabled=self.dist.is_main)  # takes the folder's lock: one writer at a time
+        if self.dist.is_main and self.resume_ckpt is None and (out / STATE_FILE).is_file():
+            raise TerraLiteError(f"{out} got a {self.what} ({STATE_FILE}) from another process meanwhile; pass --resume to continue it or choose another --out")
         if self.dist.is_main:
             from terralite.atomic import remove_stale_temporaries
 
