@@ -136,6 +136,9 @@ class RunJob(abc.ABC):
         train_set = build_dataset(data, train_split, transform=transform, input_record=input_record)
         self.input_record = train_set.input_record()
         self.data_name = describe_data(data)
+        from terralite.data.normalize import require_finite_normalisation
+
+        require_finite_normalisation(self.input_record, self.data_name)
         val_set = build_dataset(data, val_split, input_record=self.input_record) if val_split else None
         return train_set, val_set
 
