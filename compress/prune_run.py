@@ -29,7 +29,7 @@ from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.device import resolve_device
 from terralite.engine.evaluate import dataset_for_checkpoint, evaluate
 from terralite.errors import TerraLiteError
-from terralite.models import build_model, describe
+from terralite.models import build_model, describe, load_weights
 from terralite.run_folder import RunFolder
 
 
@@ -69,8 +69,7 @@ REQUIRED = {"checkpoint": "CKPT", "data": "--data", "out": "--out", "ratio": "--
 
 def _load_parent(path: str):
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = load_weights(build_model(ckpt["spec"]), ckpt["state_dict"], f"checkpoint {path}")
     return model.eval(), ckpt
 
 

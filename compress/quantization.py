@@ -196,7 +196,9 @@ def _source_record(source: Path) -> tuple[dict, object]:
 
     ckpt = load_checkpoint(source)
     model = build_model(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    from terralite.models import load_weights
+
+    load_weights(model, ckpt["state_dict"], f"checkpoint {source}")
     return {"spec": ckpt["spec"], "input": ckpt.get("input")}, model.eval()
 
 

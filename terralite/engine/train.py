@@ -138,7 +138,9 @@ class Trainer(RunJob):
 
         model = build_model(self.spec)
         if init_ckpt is not None:
-            model.load_state_dict(init_ckpt["state_dict"])
+            from terralite.models import load_weights
+
+            load_weights(model, init_ckpt["state_dict"], f"checkpoint {cfg.model}")
         model.to(device)
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)

@@ -69,6 +69,7 @@ def test_prune_killed_mid_finetune_resumes_to_identical_weights(parent, syntheti
 def test_prune_resume_with_changed_settings_is_refused(parent, synthetic_root, tmp_path, capsys):
     base = ["prune", str(parent), "--data", str(synthetic_root), "--out", str(tmp_path / "run"), *TRAIN_SET]
     assert main([*base, "--ratio", "0.5"]) == 0
+    capsys.readouterr()
     before = (tmp_path / "run" / "pruned.pt").read_bytes()
     assert main([*base, "--ratio", "0.25", "--resume"]) != 0
     err = capsys.readouterr().err.strip()
