@@ -37,8 +37,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                              "last.pt or best.pt")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message advises switching the protection off: do not repeat that advice
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a pickle at all: damaged or another kind of file
+            raise TerraLiteError(f"{path} is not a readable TerraLite checkpoint (damaged, or not a checkpoint at all)") from None
+        # it needs classes outside torch's safe list; torch's own message advises switching the protection off
         raise TerraLiteError(f"{path} was refused: it holds Python objects that only a full unpickling could load, and "
                              "loading it that way could run arbitrary code; TerraLite checkpoints hold only tensors and "
                              "plain values (save one with terralite train, or re-save the weights as a state dict)") from None

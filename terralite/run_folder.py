@@ -201,4 +201,23 @@ def start_or_resume(out: str | Path, cfg: Any, resume: bool, may_change: tuple[s
         raise TerraLiteError(f"nothing to resume: {state} does not exist; drop --resume to start a new {what}")
     ckpt = load_checkpoint(state)
     saved = from_dict(type(cfg), ckpt["config"])
+    _refuse_changed_settings(out, cfg, saved, may_change)
     return dataclasses.replace(saved, resume=True, **{key: getattr(cfg, key) for key in may_change}), ckpt
+
+
+def _refuse_changed_settings(out, cfg: Any, saved: Any, may_change: tuple[str, ...]) -> None:
+    """A resumed run keeps its saved settings: a setting given now (other than its default) that differs from the
+    saved one (``--batch-size``, ``--crop``...) would be silently ignored, so it is refused instead."""
+    from terralite.config import to_dict
+    from terralite.errors import TerraLiteError
+
+    given, kept = to_dict(cfg), to_dict(saved)
+    try:
+        defaults = to_dict(type(cfg)())
+    except TypeError:  # a config without defaults for every field: every difference counts
+        defaults = {}
+    changed = [f"{key} {kept.get(key)!r} -> {value!r}" for key, value in given.items()
+               if key not in may_change and key != "resume" and value != kept.get(key) and value != defaults.get(key, object())]
+    if changed:
+        raise TerraLiteError(f"--resume of {out} with other settings ({'; '.join(changed)}): a resumed run keeps the settings it "
+                             f"started with; only {', '.join(may_change)} may change: drop those options or start a new --out")
