@@ -341,6 +341,33 @@ def _band_indexes(src, predictor: Predictor, path: Path) -> list[int] | None:
     return bands
 
 
+#: How many training standard deviations a scene's mean may lie from the training mean before it is refused.
+MAX_SCENE_SHIFT_STD = 20.0
+
+
+def check_scene_range(src, bands: list[int] | None, mean, std, path: Path, name: str) -> None:
+    """Refuse a scene whose pixel values are far outside the model's training statistics (e.g. a 16-bit scene for a
+    model trained on 8-bit tiles), measured on a small decimated read: such a map would be garbage, silently."""
+    from terralite.data.raster import read_from
+
+    side = 64
+    sample = read_from(src, bands=bands, out_shape=(len(bands) if bands is not None else src.count,
+                                                    min(side, src.height), min(side, src.width))).astype(np.float64)
+    valid = np.isfinite(sample).all(axis=0)
+    if src.nodata is not None and np.isfinite(src.nodata):
+        valid &= ~(sample == src.nodata).all(axis=0)
+    if not valid.any():
+        return
+    scene_mean = sample[:, valid].mean(axis=1)
+    shift = np.abs(scene_mean - np.asarray(mean)) / np.asarray(std)
+    if float(shift.max()) > MAX_SCENE_SHIFT_STD:
+        raise TerraLiteError(
+            f"{path} ({src.dtypes[0]}) has pixel means {[round(float(v), 1) for v in scene_mean]}, far outside the training "
+            f"statistics of model {name} (mean {[round(float(v), 1) for v in mean]}, std {[round(float(v), 1) for v in std]}): "
+            "is the scene of another bit depth or scaling than the training tiles? Rescale it to the training units, "
+            "or pass --mean and --std for this scene")
+
+
 def _has_mask(src) -> bool:
     from rasterio.enums import MaskFlags
 
@@ -526,6 +553,7 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
     # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; a tile row of input blocks fits.
     with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(input_path) as src:
         bands = _band_indexes(src, predictor, input_path)
+        check_scene_range(src, bands, mean, std, input_path, predictor.name)
         height, width = src.height, src.width
         layout = _layout(height, width, tile, overlap, predictor)
         weight = blend_ramp(layout.tile_h, overlap)[:, None] * blend_ramp(layout.tile_w, overlap)[None, :]

@@ -94,6 +94,8 @@ def test_train_resume_of_a_distilled_run_points_to_distill(parent, synthetic_roo
     assert main(["distill", "--teacher", str(parent), "--student", str(parent), "--data", str(synthetic_root),
                  "--epochs", "1", "--out", str(out), *TRAIN_SET]) == 0
     capsys.readouterr()
-    assert main(["train", "--out", str(out / "distilled"), "--resume", "--epochs", "2"]) != 0
+    # the run's own settings (its config.yaml), as a user would resume a training run
+    assert main(["train", "--config", str(out / "distilled" / "config.yaml"), "--out", str(out / "distilled"), "--resume",
+                 "--epochs", "2"]) != 0
     err = capsys.readouterr().err.strip()
     assert "terralite distill" in err and "--resume" in err and "Traceback" not in err
