@@ -97,7 +97,10 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
     from terralite.onnx_metadata import onnx_metadata, write_onnx_metadata
     from terralite.predict import SIZE_MULTIPLE, default_class_names
 
-    out = ensure_parent(out)
+    from terralite.output_guard import check_output_file, refuse_output_over_inputs
+
+    out = ensure_parent(check_output_file(out, "--out"))
+    refuse_output_over_inputs(out, [ref, verify_data], "--out")
     if size <= 0 or size % SIZE_MULTIPLE:
         raise TerraLiteError(f"--size must be a positive multiple of {SIZE_MULTIPLE}, got {size}")
     if fmt not in EXPORT_FORMATS:

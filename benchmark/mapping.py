@@ -39,9 +39,12 @@ def map_raster(model: str | Path, input_path: str | Path, out: str | Path, *, ru
     """
     from terralite.atomic import ensure_parent
     from terralite.data.raster import raster_info
+    from terralite.output_guard import refuse_output_over_inputs
     from terralite.predict import predict_raster
 
     ensure_parent(out)
+    refuse_output_over_inputs(out, [model, input_path], "--out")
+    refuse_output_over_inputs(preview, [model, input_path, out], "--preview")
     if preview is not None:
         ensure_parent(preview)
     raster_info(input_path)

@@ -21,7 +21,7 @@ import torch
 
 from terralite.compress.distillation import DistillationTerm, parse_layer_pairs
 from terralite.compress.report import Entry, write_compression_rows
-from terralite.compress.training import (check_bench, check_new_run_folder, compression_train_config, new_run_folder,
+from terralite.compress.training import (check_bench, check_run_folder, compression_train_config, new_run_folder,
                                          require_options, split_or_none)
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import save_checkpoint
@@ -58,6 +58,7 @@ class DistillOptions:
     device: str = "auto"
     bench_size: int = 1024
     bench_iters: int = 10
+    resume: bool = False  # continue a killed run in ``out`` (same options) from the training runs' last.pt
 
     def __post_init__(self) -> None:
         self.eval_split = split_or_none(self.eval_split)
@@ -68,6 +69,13 @@ class DistillOptions:
 
 #: Options that have no default: field → the flag that sets it.
 REQUIRED = {"teacher": "--teacher", "student": "--student", "data": "--data", "out": "--out"}
+
+
+def _resumed(cfg, opts: DistillOptions):
+    """``cfg`` continuing its run folder's last.pt when resuming a killed distillation (else a new run)."""
+    if opts.resume and (Path(cfg.out) / "last.pt").is_file():
+        return dataclasses.replace(cfg, resume=True)
+    return cfg
 
 
 def distill(opts: DistillOptions) -> Path:
@@ -81,7 +89,7 @@ def distill(opts: DistillOptions) -> Path:
     check_bench(opts.bench_size, opts.bench_iters)
     device = resolve_device(opts.device)
     pairs = parse_layer_pairs(opts.feature_layers)
-    out = check_new_run_folder(opts.out)
+    out = check_run_folder(opts.out, opts)
     student_spec, student_ckpt = resolve_model_reference(opts.student)
     teacher_model, teacher_spec, teacher_ckpt = load_model(opts.teacher)
     if teacher_ckpt is None:
@@ -105,11 +113,12 @@ def distill(opts: DistillOptions) -> Path:
 
     with new_run_folder(out, opts):
         if student_ckpt is None:
+            # seeded: a resumed run writes the same initial weights again
             init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input)
             cfg = dataclasses.replace(cfg, model=str(init))
-        runs = {"distilled": train(dataclasses.replace(cfg, label=f"{describe(student_spec)}-distilled"), [term])}
-    if opts.compare_alone:
-        runs["alone"] = train(dataclasses.replace(cfg, out=str(out / "alone"), label=f"{describe(student_spec)}-alone"))
+        runs = {"distilled": train(_resumed(dataclasses.replace(cfg, label=f"{describe(student_spec)}-distilled"), opts), [term])}
+        if opts.compare_alone:
+            runs["alone"] = train(_resumed(dataclasses.replace(cfg, out=str(out / "alone"), label=f"{describe(student_spec)}-alone"), opts))
 
     evaluated = {}
     if eval_set is not None:

@@ -22,14 +22,14 @@ from pathlib import Path
 from terralite.compress.pruned_model import pruned_spec
 from terralite.compress.pruning import GRADIENT_IMPORTANCES, IMPORTANCES, count_parameters, prune_model, step_ratios
 from terralite.compress.report import Entry, write_compression_rows
-from terralite.compress.training import (check_bench, check_new_run_folder, compression_train_config, new_run_folder,
+from terralite.compress.training import (check_bench, check_run_folder, compression_train_config, new_run_folder,
                                          require_options, split_or_none)
 from terralite.atomic import write_text_atomic
 from terralite.checkpoint import load_checkpoint, save_checkpoint
 from terralite.device import resolve_device
 from terralite.engine.evaluate import dataset_for_checkpoint, evaluate
 from terralite.errors import TerraLiteError
-from terralite.models import build_model, describe
+from terralite.models import build_model, describe, load_weights
 from terralite.run_folder import RunFolder
 
 
@@ -57,6 +57,7 @@ class PruneOptions:
     device: str = "auto"
     bench_size: int = 1024
     bench_iters: int = 10
+    resume: bool = False  # continue a killed run in ``out`` (same options): each fine-tune resumes from its last.pt
 
     def __post_init__(self) -> None:
         self.eval_split = split_or_none(self.eval_split)
@@ -68,8 +69,7 @@ REQUIRED = {"checkpoint": "CKPT", "data": "--data", "out": "--out", "ratio": "--
 
 def _load_parent(path: str):
     ckpt = load_checkpoint(path)
-    model = build_model(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = load_weights(build_model(ckpt["spec"]), ckpt["state_dict"], f"checkpoint {path}")
     return model.eval(), ckpt
 
 
@@ -82,7 +82,7 @@ def prune_checkpoint(opts: PruneOptions) -> Path:
     IMPORTANCES.get(opts.importance)
     if opts.finetune_epochs < 0:
         raise TerraLiteError(f"--finetune-epochs must be 0 or more, got {opts.finetune_epochs}")
-    out = check_new_run_folder(opts.out)
+    out = check_run_folder(opts.out, opts)
     model, parent = _load_parent(opts.checkpoint)
     spec = parent["spec"]
     eval_set = dataset_for_checkpoint(parent, opts.data, opts.eval_split) if opts.eval_split else None
@@ -158,6 +158,10 @@ def _finetune(parent: dict, spec: dict, checkpoint: str, out: Path, opts: PruneO
     cfg = compression_train_config(parent.get("config"), spec, opts.finetune_overrides, model=checkpoint, data=opts.data,
                                    out=str(out), epochs=opts.finetune_epochs, device=opts.device,
                                    val_split=opts.eval_split)
+    if opts.resume and (out / "last.pt").is_file():
+        # the pruning steps are deterministic (same parent, same importance): step N's network is the one this
+        # fine-tune started from, so its saved state continues it (a finished fine-tune returns at once)
+        cfg = dataclasses.replace(cfg, resume=True)
     run = train(cfg)
     best = Path(run) / "best.pt"
     return str(best if best.is_file() else Path(run) / "last.pt")

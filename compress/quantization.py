@@ -196,7 +196,9 @@ def _source_record(source: Path) -> tuple[dict, object]:
 
     ckpt = load_checkpoint(source)
     model = build_model(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    from terralite.models import load_weights
+
+    load_weights(model, ckpt["state_dict"], f"checkpoint {source}")
     return {"spec": ckpt["spec"], "input": ckpt.get("input")}, model.eval()
 
 
@@ -220,9 +222,14 @@ def quantize_model(opts: QuantizeOptions) -> dict:
     from terralite.models import describe
 
     require_options(opts, REQUIRED)
-    source, out = Path(opts.source), ensure_parent(opts.out)
+    from terralite.output_guard import check_output_file, refuse_output_over_inputs
+
+    source, out = Path(opts.source), ensure_parent(check_output_file(opts.out))
     if out.suffix.lower() != ".onnx":
         raise TerraLiteError(f"--out must name an .onnx file (e.g. model.int8.onnx), got {out}")
+    refuse_output_over_inputs(out, [source, opts.calib], "--out")
+    refuse_output_over_inputs(out.with_name(out.name + ".json"), [source], "--out (its report <out>.json)")
+    refuse_output_over_inputs(opts.tensorrt, [source, out], "--tensorrt")
     check_bench(opts.bench_size, opts.bench_iters)
     if opts.calib_images < 1:
         raise TerraLiteError(f"--calib-images must be at least 1, got {opts.calib_images}")

@@ -102,27 +102,63 @@ def check_new_run_folder(out: str | Path) -> Path:
 
     out = ensure_parent(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TerraLiteError(f"output {out} already exists and is not an empty folder; choose another --out")
+        hint = " (pass --resume to continue the run there)" if (out / "config.yaml").is_file() else ""
+        raise TerraLiteError(f"output {out} already exists and is not an empty folder; choose another --out{hint}")
+    return out
+
+
+#: Options that may differ between a compression run and its ``--resume`` (where it runs, not what it computes).
+RESUME_MAY_CHANGE = ("resume", "device")
+
+
+def check_run_folder(out: str | Path, options: Any) -> Path:
+    """The run folder of a compression command: new (or empty), or with ``options.resume`` the folder of a
+    killed run of the same command, whose ``config.yaml`` must hold the same options (a changed setting is
+    refused, never silently ignored)."""
+    from terralite.config import from_dict, load_yaml, to_dict
+
+    if not getattr(options, "resume", False):
+        return check_new_run_folder(out)
+    out = Path(out)
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        raise TerraLiteError(f"nothing to resume: {saved_path} does not exist; drop --resume to start a new run in {out}")
+    saved = to_dict(from_dict(type(options), load_yaml(saved_path)))
+    given = to_dict(options)
+    changed = [f"{key} {saved.get(key)!r} -> {given[key]!r}" for key in given
+               if key not in RESUME_MAY_CHANGE and given[key] != saved.get(key)]
+    if changed:
+        raise TerraLiteError(f"--resume of {out} with other settings ({'; '.join(changed)}): give the run's own settings "
+                             f"(as in {saved_path}; only {', '.join(RESUME_MAY_CHANGE[1:])} may change) or start a new --out")
     return out
 
 
 @contextlib.contextmanager
 def new_run_folder(out: Path, options: Any) -> Iterator[Path]:
-    """Create the (checked) run folder ``out`` holding the command's resolved ``options`` as ``config.yaml``
-    (``--config`` takes it back); a user error (:class:`TerraLiteError`) raised inside the block removes the
+    """Create (or, resuming, reopen) the (checked) run folder ``out``, locked, holding the command's resolved
+    ``options`` as ``config.yaml`` (``--config`` takes it back); a user error (:class:`TerraLiteError`) raised inside the block removes the
     folder again, so that a refused run leaves nothing behind."""
     from terralite.atomic import write_text_atomic
     from terralite.config import dump_yaml
 
+    from terralite.run_folder import RunLock
+
     created = not out.exists()
     out.mkdir(exist_ok=True)
+    lock = RunLock(out)  # one writer per run folder (the fine-tunes inside lock their own sub-folders)
     try:
+        from terralite.atomic import remove_stale_temporaries
+
+        remove_stale_temporaries(out)  # unfinished writes of a killed run (on --resume)
         write_text_atomic(out / "config.yaml", dump_yaml(options))
         yield out
     except TerraLiteError:
         if created:
+            lock.release()
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        lock.release()
 
 
 def check_bench(size: int, iterations: int) -> None:

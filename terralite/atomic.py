@@ -6,6 +6,8 @@ A kill at any moment leaves either the old file or the new one under the final n
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import os
 import tempfile
 from pathlib import Path
@@ -31,8 +33,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     the extension (GDAL drivers, ``torch.save``) behave as for the final name. On error it is removed.
     """
     path = ensure_parent(path)
+    _remove_stale_temporaries_of(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + (suffix or path.suffix), dir=path.parent)
-    os.close(fd)
+    # the writer holds an flock on its temporary while it lives: a later writer of the same target removes only
+    # temporaries nobody holds (left by a killed process: the OS dropped its lock)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     tmp_path = Path(tmp)
     # mkstemp creates the file private (0600); give the result the permissions a plain open() would.
     umask = os.umask(0)
@@ -44,6 +49,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temporaries_of(path: Path) -> None:
+    """Remove the temporaries of ``path`` (``.NAME.*.tmp*`` beside it) whose writer died (no flock held on them)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        try:
+            fd = os.open(stale, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live writer holds it
+        else:
+            stale.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

@@ -98,6 +98,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
         if value is None and type(None) in args:
             return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and (int in args or float in args):
+            _check_number(value, where)  # a number of the right kind but a wrong value: say so, not "not a int | None"
         for arg in args:
             if arg is type(None):
                 continue
@@ -119,12 +121,33 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is Any:
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if annotation in (int, float, str, bool):
         if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
             raise TerraLiteError(f"config key {where!r} must be {annotation.__name__}, got {value!r}")
+        if annotation in (int, float):
+            _check_number(value, where)
         return value
     return value
+
+
+#: Settings that only make sense >= 0 (by the last part of their key), and those that must be > 0.
+NON_NEGATIVE = ("weight_decay", "momentum", "workers", "lr_mult", "grad_clip", "epochs", "warmup_steps", "alpha")
+POSITIVE = ("lr", "batch_size")
+
+
+def _check_number(value: float | int, where: str) -> None:
+    """No setting is NaN or infinite; learning rates, decays, worker counts... have a sign (one clear line, not an
+    optimiser's traceback later)."""
+    import math
+
+    name = where.rsplit(".", 1)[-1]
+    if not math.isfinite(value):
+        raise TerraLiteError(f"config key {where!r} must be a finite number, got {value!r}")
+    if (name in POSITIVE or name.endswith("_lr") or name.startswith("lr_")) and value <= 0:
+        raise TerraLiteError(f"config key {where!r} must be greater than 0, got {value!r}")
+    if any(name == n or name.endswith("_" + n) for n in NON_NEGATIVE) and value < 0:
+        raise TerraLiteError(f"config key {where!r} must be 0 or more, got {value!r}")
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:

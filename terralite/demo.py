@@ -4,7 +4,8 @@ Each :class:`Step` runs one or more ``terralite`` subcommands (through :func:`te
 a user would type them; each command is printed first) and names the artefacts it leaves. A step that
 finished (marker ``OUT/.steps/<step>.done``, holding its duration) and whose artefacts exist is skipped, so
 re-running the demo with the same output folder resumes where it stopped; an unfinished step's folders are
-removed and it runs again. A failing step stops the demo with a message naming the step and the command.
+removed and it runs again — only folders the demo created (``OUT/.steps/created.json``): a folder it did not
+create is refused, never removed. A failing step stops the demo with a message naming the step and the command.
 
 The demo is the suite's top floor, above the CLI: it is a script of CLI commands, so it imports the CLI
 (lazily), and nothing imports it — the ``terralite demo`` subcommand (:mod:`terralite.cli.demo`) only parses
@@ -306,6 +307,44 @@ def _check_sizes(ctx: DemoContext) -> None:
     write_text_atomic(record, json.dumps(sizes, indent=1))
 
 
+def _created_record(ctx: DemoContext) -> Path:
+    return ctx.path(".steps", "created.json")
+
+
+def _created_folders(ctx: DemoContext) -> list[str]:
+    """The step folders this demo output created (only those may ever be removed)."""
+    import json
+
+    record = _created_record(ctx)
+    try:
+        return list(json.loads(record.read_text()))
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _clear_owned_folders(ctx: DemoContext, step: Step) -> None:
+    """Remove the leftovers of an unfinished run of ``step``, but only folders the demo created itself (recorded
+    in ``OUT/.steps/created.json`` before the step first ran). A folder the demo did not create — with ``--out .``,
+    e.g. the user's own ``data/`` — is refused when it holds anything, and never removed."""
+    import json
+    import shutil
+
+    from terralite.atomic import write_text_atomic
+
+    created = _created_folders(ctx)
+    for folder in step.owns:
+        path = ctx.path(folder)
+        if folder in created:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise TerraLiteError(f"demo output {path} already exists and was not created by this demo (it may hold your data); "
+                                 f"the '{step.name}' step would replace it: choose another (new or empty) --out")
+        else:
+            created.append(folder)
+            write_text_atomic(_created_record(ctx), json.dumps(created, indent=1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cpu", only: list[str] | None = None,
              log: Callable[[str], None] = print) -> dict[str, list[Path]]:
     """Run (or resume) the demo into ``out``; returns step name → artefacts. Prints where each artefact is.
@@ -313,8 +352,6 @@ def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cp
     A step is skipped when it finished before (its marker in ``out/.steps``) and its artefacts exist;
     ``only`` re-runs the named steps whatever their state (their inputs must exist).
     """
-    import shutil
-
     from terralite.atomic import write_text_atomic
 
     names = [step.name for step in STEPS]
@@ -340,9 +377,7 @@ def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cp
             continue
         log(header)
         marker.unlink(missing_ok=True)
-        for folder in step.owns:  # leftovers of an unfinished run of this step
-            shutil.rmtree(ctx.path(folder), ignore_errors=True)
-            ctx.path(folder).parent.mkdir(parents=True, exist_ok=True)
+        _clear_owned_folders(ctx, step)
         t0 = time.perf_counter()
         try:
             step.run(ctx)

@@ -39,7 +39,43 @@ def validate_spec(spec: Any, source: str = "model spec") -> dict:
         value = spec.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise TerraLiteError(f"{source}: field {key!r} must be a positive integer, got {value!r}")
+    _check_sizes(spec, source)
     return spec
+
+
+#: The largest values a spec may hold, refused before anything is allocated: a class map is uint8 (1..255
+#: classes), and no segmentation network of this suite comes near these band counts or channel widths.
+SIZE_LIMITS = {"num_classes": 255, "in_channels": 256, "width": 8192}
+#: How deep a spec may nest (the deepest real spec, a pruned network of a pruned network, is a few levels).
+MAX_SPEC_DEPTH = 32
+
+
+def _check_sizes(value: Any, source: str, key: str = "", depth: int = 0) -> None:
+    """Every integer under a ``num_classes``/``in_channels``/``*width*`` key (at any depth) within
+    :data:`SIZE_LIMITS`, and the spec no deeper than :data:`MAX_SPEC_DEPTH`."""
+    if depth > MAX_SPEC_DEPTH:
+        raise TerraLiteError(f"{source}: the spec nests deeper than {MAX_SPEC_DEPTH} levels; it is not a TerraLite model spec")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_sizes(v, source, str(k), depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_sizes(v, source, key, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        limit = SIZE_LIMITS.get(key, SIZE_LIMITS["width"] if "width" in key else None)
+        if limit is not None and value > limit:
+            raise TerraLiteError(f"{source}: field {key!r} is {value}, above the limit of {limit}; fix the spec")
+
+
+def load_weights(model, state_dict: dict, source: str):
+    """``model.load_state_dict(state_dict)``; weights of another network are one clear error naming ``source``."""
+    try:
+        model.load_state_dict(state_dict)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise TerraLiteError(f"{source}: its weights do not belong to the network its spec describes ({detail}); "
+                             "use the checkpoint its run wrote") from None
+    return model
 
 
 def with_io(spec: dict, in_channels: int | None = None, num_classes: int | None = None) -> dict:
@@ -77,8 +113,14 @@ def load_spec_file(path: str | Path) -> dict:
         spec = json.loads(path.read_text())
     except FileNotFoundError:
         raise TerraLiteError(f"model spec file {path} does not exist") from None
+    except IsADirectoryError:
+        raise TerraLiteError(f"model spec file {path} is a folder; pass a JSON file (e.g. RUN/arch.json)") from None
     except json.JSONDecodeError as exc:
         raise TerraLiteError(f"model spec file {path} is not valid JSON ({exc.msg} at line {exc.lineno}); fix or regenerate it") from None
+    except UnicodeDecodeError:
+        raise TerraLiteError(f"model spec file {path} is not UTF-8 text (a binary file?); pass a JSON spec") from None
+    except RecursionError:
+        raise TerraLiteError(f"model spec file {path} nests too deeply to be a model spec; fix or regenerate it") from None
     return validate_spec(spec, source=str(path))
 
 
@@ -107,5 +149,5 @@ def load_model(ref: str, in_channels: int | None = None, num_classes: int | None
     spec, ckpt = resolve_model_reference(ref, in_channels, num_classes)
     model = build_model(spec)
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"])
+        load_weights(model, ckpt["state_dict"], f"checkpoint {ref}")
     return model.eval(), spec, ckpt

@@ -328,7 +328,8 @@ def _band_indexes(src, predictor: Predictor, path: Path) -> list[int] | None:
         if src.count != predictor.in_channels:
             raise TerraLiteError(
                 f"{path} has {src.count} bands but model {predictor.name} takes {predictor.in_channels}; "
-                f"pass --bands with {predictor.in_channels} 0-based band indices (e.g. --bands 0,1,2)"
+                f"pass --bands with {predictor.in_channels} 0-based band indices (e.g. --bands "
+                f"{','.join(str(i) for i in range(predictor.in_channels))})"
             )
         return None
     bad = [b for b in bands if not 0 <= b < src.count]
@@ -338,6 +339,33 @@ def _band_indexes(src, predictor: Predictor, path: Path) -> list[int] | None:
             "map a raster with those bands or pass --bands"
         )
     return bands
+
+
+#: How many training standard deviations a scene's mean may lie from the training mean before it is refused.
+MAX_SCENE_SHIFT_STD = 20.0
+
+
+def check_scene_range(src, bands: list[int] | None, mean, std, path: Path, name: str) -> None:
+    """Refuse a scene whose pixel values are far outside the model's training statistics (e.g. a 16-bit scene for a
+    model trained on 8-bit tiles), measured on a small decimated read: such a map would be garbage, silently."""
+    from terralite.data.raster import read_from
+
+    side = 64
+    sample = read_from(src, bands=bands, out_shape=(len(bands) if bands is not None else src.count,
+                                                    min(side, src.height), min(side, src.width))).astype(np.float64)
+    valid = np.isfinite(sample).all(axis=0)
+    if src.nodata is not None and np.isfinite(src.nodata):
+        valid &= ~(sample == src.nodata).all(axis=0)
+    if not valid.any():
+        return
+    scene_mean = sample[:, valid].mean(axis=1)
+    shift = np.abs(scene_mean - np.asarray(mean)) / np.asarray(std)
+    if float(shift.max()) > MAX_SCENE_SHIFT_STD:
+        raise TerraLiteError(
+            f"{path} ({src.dtypes[0]}) has pixel means {[round(float(v), 1) for v in scene_mean]}, far outside the training "
+            f"statistics of model {name} (mean {[round(float(v), 1) for v in mean]}, std {[round(float(v), 1) for v in std]}): "
+            "is the scene of another bit depth or scaling than the training tiles? Rescale it to the training units, "
+            "or pass --mean and --std for this scene")
 
 
 def _has_mask(src) -> bool:
@@ -457,8 +485,9 @@ class _BlockRowWriter:
     """Writes class rows to the output in windows of whole block rows (a partly written compressed block
     would be decompressed, patched and appended again); zeroes pixels the input masks as nodata."""
 
-    def __init__(self, dst, masked_src=None):
-        self.dst, self.masked_src = dst, masked_src
+    def __init__(self, dst, masked_src=None, nonfinite_bands: list[int] | None = None, masked: bool = True):
+        # nonfinite_bands: for a float input, the bands whose NaN/Inf pixels also end as nodata (0)
+        self.dst, self.masked_src, self.nonfinite_bands, self.masked = dst, masked_src, nonfinite_bands, masked
         self.pending: list[np.ndarray] = []
         self.pending_rows = 0
         self.written = 0
@@ -474,8 +503,13 @@ class _BlockRowWriter:
         data = np.concatenate(self.pending, axis=0) if len(self.pending) > 1 else self.pending[0]
         block, rest = data[:n], data[n:]
         window = Window(0, self.written, self.dst.width, n)
-        if self.masked_src is not None:
+        if self.masked_src is not None and self.masked:
             block[self.masked_src.dataset_mask(window=window) == 0] = 0
+        if self.masked_src is not None and self.nonfinite_bands is not None:
+            from terralite.data.raster import read_from
+
+            raw = read_from(self.masked_src, bands=self.nonfinite_bands, window=window)
+            block[~np.isfinite(raw).all(axis=0)] = 0
         self.dst.write(block, 1, window=window)
         self.pending = [rest] if rest.shape[0] else []
         self.pending_rows -= n
@@ -498,10 +532,14 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
 
     from terralite.data.raster import open_raster, read_from
 
+    from terralite.output_guard import check_output_file, refuse_output_over_inputs
+
     input_path, out_path = Path(input_path), Path(out_path)
-    ensure_parent(out_path)
+    check_output_file(out_path, "--out")
+    refuse_output_over_inputs(out_path, [input_path], "--out")
     if preview is not None:
-        ensure_parent(preview)
+        check_output_file(preview, "--preview")
+        refuse_output_over_inputs(preview, [input_path, out_path], "--preview")
     if batch < 1:
         raise TerraLiteError(f"--batch-size must be at least 1, got {batch}")
     if overlap is None:
@@ -515,11 +553,13 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
     # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; a tile row of input blocks fits.
     with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(input_path) as src:
         bands = _band_indexes(src, predictor, input_path)
+        check_scene_range(src, bands, mean, std, input_path, predictor.name)
         height, width = src.height, src.width
         layout = _layout(height, width, tile, overlap, predictor)
         weight = blend_ramp(layout.tile_h, overlap)[:, None] * blend_ramp(layout.tile_w, overlap)[None, :]
         blender = _Blender(num_classes, layout, height, width, weight)
         masked = _has_mask(src)
+        floating = np.dtype(src.dtypes[0]).kind == "f"
         tiles_done = 0
         bar = tqdm(total=height * width, unit="px", unit_scale=True, desc=f"mapping {input_path.name}",
                    disable=not progress, leave=False)
@@ -534,6 +574,8 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
                 if masked and not src.dataset_mask(window=window).any():
                     continue  # all nodata: its pixels end as 0 whatever the model says
                 raw = read_from(src, bands=bands, window=window)
+                if floating:  # NaN/Inf pixels are nodata: the network sees the mean there, the map gets 0
+                    raw = np.where(np.isfinite(raw), raw, np.asarray(mean, dtype=raw.dtype)[:, None, None])
                 tiles.append(pad_to(normalize(raw, mean, std), layout.tile_h, layout.tile_w))
                 kept.append(j)
             if not tiles:
@@ -548,11 +590,12 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         with atomic_path(out_path) as tmp, ThreadPoolExecutor(max_workers=1) as reader:
             # The writer reads nodata masks through its own handle: GDAL handles are not shared across threads.
             with rasterio.open(tmp, "w", **_output_profile(src, OUTPUT_BLOCK)) as dst, \
-                    (open_raster(input_path) if masked else contextlib.nullcontext()) as mask_src:
+                    (open_raster(input_path) if masked or floating else contextlib.nullcontext()) as mask_src:
                 dst.write_colormap(1, {i: (*rgb, 255) for i, rgb in palette_colours(num_classes).items()})
                 dst.update_tags(1, **{f"CLASS_{i + 1}": n for i, n in enumerate(predictor.class_names)})
                 dst.update_tags(MODEL=predictor.name, TILE=str(tile), OVERLAP=str(overlap))
-                writer = _BlockRowWriter(dst, mask_src)
+                writer = _BlockRowWriter(dst, mask_src, nonfinite_bands=(bands or list(range(src.count))) if floating else None,
+                                         masked=masked)
                 # Reading (and decompressing) the next batch overlaps with the network on this one.
                 upcoming = reader.submit(read_batch, *batches[0])
                 for k, (i, cols) in enumerate(batches):

@@ -25,14 +25,70 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+#: The lock file of a run folder: one process writes a run folder at a time.
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock`` held while a process writes the run folder.
+
+    The operating system drops the lock when its process ends in any way (also SIGKILL), so a stale lock file
+    never blocks the next run; the file only records the holder's PID for the message a second process gets.
+    Re-entrant within one process (a compression job's run folder and its own log, nested jobs): each
+    acquisition is released once.
+    """
+
+    _held: dict[str, list] = {}  # resolved folder → [open lock file, acquisitions] of this process
+
+    def __init__(self, folder: str | Path):
+        import fcntl
+        import os
+
+        from terralite.errors import TerraLiteError
+
+        self.folder = Path(folder)
+        self.key = str(self.folder.resolve())
+        self.released = False
+        if self.key in self._held:
+            self._held[self.key][1] += 1
+            return
+        lock_file = open(self.folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "unknown"
+            lock_file.close()
+            raise TerraLiteError(f"run folder {folder} is being written by another terralite process (PID {holder}); wait for it "
+                                 "to finish (or stop it) or choose another --out") from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self._held[self.key] = [lock_file, 1]
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        held = self._held[self.key]
+        held[1] -= 1
+        if held[1] == 0:
+            del self._held[self.key]
+            held[0].close()  # closing drops the flock
+
+
 class RunFolder:
-    """Owns ``<run>/config.yaml``, ``<run>/log.csv``, ``<run>/run.log`` and ``<run>/tb`` (optional)."""
+    """Owns ``<run>/config.yaml``, ``<run>/log.csv``, ``<run>/run.log`` and ``<run>/tb`` (optional), and holds the
+    folder's :class:`RunLock` from creation to :meth:`close`: a second process on the same folder is refused."""
 
     def __init__(self, path: str | Path, enabled: bool = True, tensorboard: bool = True):
         self.path = Path(path)
         self.enabled = enabled  # False on non-zero ranks: they compute but never write
+        self.lock = None
         if enabled:
             self.path.mkdir(parents=True, exist_ok=True)
+            self.lock = RunLock(self.path)
         self.logger = logging.getLogger(f"terralite.run.{self.path.resolve()}")
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
@@ -94,6 +150,8 @@ class RunFolder:
         for handler in list(self.logger.handlers):
             handler.close()
             self.logger.removeHandler(handler)
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _header(path: Path) -> list[str]:
@@ -143,4 +201,23 @@ def start_or_resume(out: str | Path, cfg: Any, resume: bool, may_change: tuple[s
         raise TerraLiteError(f"nothing to resume: {state} does not exist; drop --resume to start a new {what}")
     ckpt = load_checkpoint(state)
     saved = from_dict(type(cfg), ckpt["config"])
+    _refuse_changed_settings(out, cfg, saved, may_change)
     return dataclasses.replace(saved, resume=True, **{key: getattr(cfg, key) for key in may_change}), ckpt
+
+
+def _refuse_changed_settings(out, cfg: Any, saved: Any, may_change: tuple[str, ...]) -> None:
+    """A resumed run keeps its saved settings: a setting given now (other than its default) that differs from the
+    saved one (``--batch-size``, ``--crop``...) would be silently ignored, so it is refused instead."""
+    from terralite.config import to_dict
+    from terralite.errors import TerraLiteError
+
+    given, kept = to_dict(cfg), to_dict(saved)
+    try:
+        defaults = to_dict(type(cfg)())
+    except TypeError:  # a config without defaults for every field: every difference counts
+        defaults = {}
+    changed = [f"{key} {kept.get(key)!r} -> {value!r}" for key, value in given.items()
+               if key not in may_change and key != "resume" and value != kept.get(key) and value != defaults.get(key, object())]
+    if changed:
+        raise TerraLiteError(f"--resume of {out} with other settings ({'; '.join(changed)}): a resumed run keeps the settings it "
+                             f"started with; only {', '.join(may_change)} may change: drop those options or start a new --out")

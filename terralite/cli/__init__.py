@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from terralite.output_guard import check_cli_outputs
+
+        check_cli_outputs(parser, args)  # an output that is an input is refused before anything runs
         status = args._run(args)
     except TerraLiteError as exc:
         print(f"terralite: error: {exc}", file=sys.stderr)

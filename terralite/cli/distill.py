@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--bench-size", type=int, default=None, metavar="PX", help="input side for the CPU latency rows (default 1024)")
     parser.add_argument("--bench-iters", type=int, default=None, metavar="N", help="timed iterations per latency row (default 10)")
+    parser.add_argument("--resume", action="store_true", default=None, help="continue a killed distillation in --out (same options) from its last.pt")
     add_config_options(parser, example="--set kd=cwd")
 
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         "teacher": args.teacher, "student": args.student, "data": args.data, "out": args.out, "kd": args.kd,
         "tau": args.tau, "alpha": args.alpha, "feature_layers": args.feature_layers, "half_teacher": args.half_teacher,
         "epochs": args.epochs, "compare_alone": args.compare_alone, "eval_split": args.eval_split, "device": args.device,
-        "bench_size": args.bench_size, "bench_iters": args.bench_iters,
+        "bench_size": args.bench_size, "bench_iters": args.bench_iters, "resume": args.resume,
     }, train_overrides=args.train_overrides, train_field="overrides")
     if printed_config(args, opts):
         return 0

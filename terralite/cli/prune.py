@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--bench-size", type=int, default=None, metavar="PX", help="input side for the CPU latency rows (default 1024)")
     parser.add_argument("--bench-iters", type=int, default=None, metavar="N", help="timed iterations per latency row (default 10)")
+    parser.add_argument("--resume", action="store_true", default=None, help="continue a killed prune in --out (same options): each fine-tune resumes from its last.pt")
     add_config_options(parser, example="--set taylor_tiles=8")
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": args.checkpoint, "data": args.data, "out": args.out, "ratio": args.ratio,
         "importance": args.importance, "global_pruning": args.global_pruning, "round_to": args.round_to,
         "iterative": args.iterative, "finetune_epochs": args.finetune_epochs, "eval_split": args.eval_split,
-        "device": args.device, "bench_size": args.bench_size, "bench_iters": args.bench_iters,
+        "device": args.device, "bench_size": args.bench_size, "bench_iters": args.bench_iters, "resume": args.resume,
     }, train_overrides=args.train_overrides, train_field="finetune_overrides")
     if printed_config(args, opts):
         return 0

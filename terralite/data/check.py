@@ -59,6 +59,23 @@ def _read_header_and_pixels(path: Path, problems: list[Problem]):
         return None
 
 
+def _pixel_problems(path: Path, pixels: np.ndarray) -> list[Problem]:
+    """Image pixels a network cannot learn from: NaN/Inf values, a dtype that is not a number."""
+    if pixels.dtype.kind not in "uif":
+        return [Problem(path, f"pixels of type {pixels.dtype} are not numbers a network can read; convert the image to an "
+                              "integer or float type")]
+    if pixels.dtype.kind == "f":
+        return _nonfinite_problems(path, int(pixels.size - np.count_nonzero(np.isfinite(pixels))))
+    return []
+
+
+def _nonfinite_problems(path: Path, count: int) -> list[Problem]:
+    if not count:
+        return []
+    return [Problem(path, f"{count} pixel value(s) are NaN or infinite (training would learn NaN weights); set them "
+                          "to the raster's nodata value or fix the image")]
+
+
 def _same_georeferencing(a: dict, b: dict) -> str | None:
     """Why two rasters are not on the same grid, or None."""
     if (a["crs"] is None) != (b["crs"] is None) or (a["crs"] is not None and a["crs"] != b["crs"]):
@@ -91,12 +108,15 @@ def check_dataset(root: str | os.PathLike, split: str | None = None) -> list[Pro
             samples.setdefault(image_path, label_path)
 
     band_counts: dict[Path, int] = {}
+    dtypes: dict[Path, str] = {}
     for image_path, label_path in samples.items():
         image = _read_header_and_pixels(image_path, problems)
         if image is None:
             continue
-        image_meta, _ = image
+        image_meta, image_pixels = image
         band_counts[image_path] = image_meta["count"]
+        dtypes[image_path] = image_pixels.dtype.name
+        problems += _pixel_problems(image_path, image_pixels)
         if label_path is None:
             continue
         label = _read_header_and_pixels(label_path, problems)
@@ -113,6 +133,11 @@ def check_dataset(root: str | os.PathLike, split: str | None = None) -> list[Pro
         usual, _ = Counter(band_counts.values()).most_common(1)[0]
         problems += [Problem(path, f"image has {count} bands but the other images have {usual}")
                      for path, count in band_counts.items() if count != usual]
+    if dtypes:
+        usual_type, _ = Counter(dtypes.values()).most_common(1)[0]
+        problems += [Problem(path, f"image pixels are {dtype} but the other images are {usual_type}: one normalisation "
+                                   "cannot fit both value ranges; convert the images to one type")
+                     for path, dtype in dtypes.items() if dtype != usual_type]
     return problems
 
 
@@ -171,13 +196,17 @@ def _read_all(path: Path, problems: list[Problem], values: set | None = None) ->
         with open_raster(path) as src:
             meta = {"count": src.count, "crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
                     "nodata": src.nodata, "bounds": tuple(src.bounds)}
+            nonfinite = 0
             for window in _strips(src):
                 pixels = read_from(src, window=window)
+                if pixels.dtype.kind == "f":
+                    nonfinite += int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
                 if values is not None and len(values) <= 1024:
                     if pixels.dtype.kind == "u" and pixels.dtype.itemsize <= 2:  # much faster than sorting
                         values.update(np.flatnonzero(np.bincount(pixels.ravel())).tolist())
                     else:
                         values.update(np.unique(pixels).tolist())
+            problems += _nonfinite_problems(path, nonfinite)
             return meta
     except TerraLiteError as exc:
         problems.append(Problem(path, str(exc)))

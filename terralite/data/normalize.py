@@ -29,3 +29,12 @@ def normalize(raw: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> n
     mean_a = np.asarray(mean, dtype=np.float32)[:, None, None]
     std_a = np.asarray(std, dtype=np.float32)[:, None, None]
     return (raw.astype(np.float32) - mean_a) / std_a
+
+
+def require_finite_normalisation(record: dict, where: str) -> None:
+    """Refuse statistics that are NaN or infinite (images with NaN/Inf pixels): training on them learns NaN weights."""
+    values = [*record.get("mean", []), *record.get("std", [])]
+    if not all(np.isfinite(values)):
+        raise TerraLiteError(f"the pixel statistics of {where} are not finite (mean {record.get('mean')}, std {record.get('std')}): "
+                             "its images hold NaN or infinite pixels; find them with `terralite data check` and set them to "
+                             "the rasters' nodata value")

@@ -53,11 +53,21 @@ def read_split_list(root: str | os.PathLike, split: str) -> list[str]:
         found = sorted(p.stem for p in root.glob("*.txt"))
         hint = f"split lists found: {', '.join(found)}" if found else "no split lists (*.txt) found there"
         raise TerraLiteError(f"split list {path} does not exist ({hint})")
-    names = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise TerraLiteError(f"split list {path} is not UTF-8 text; it must list one image file name per line") from None
+    names: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         name = line.strip()
         if name:
-            names.append(name if name.lower().endswith((".tif", ".tiff")) else f"{name}.tif")
+            name = name if name.lower().endswith((".tif", ".tiff")) else f"{name}.tif"
+            if name in first_line:  # a repeated tile would be trained on (and counted) twice
+                raise TerraLiteError(f"split list {path} lists {name} twice (lines {first_line[name]} and {number}); "
+                                     "remove the repeat")
+            first_line[name] = number
+            names.append(name)
     return names
 
 

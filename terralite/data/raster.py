@@ -54,6 +54,12 @@ def open_raster(path: str | os.PathLike) -> Iterator[rasterio.io.DatasetReader]:
         src = rasterio.open(path)
     except RasterioError as exc:
         raise TerraLiteError(f"cannot open raster {path}: {_short(exc)} (is it a valid GeoTIFF?)") from exc
+    if path.suffix.lower() in (".tif", ".tiff") and src.driver != "GTiff":
+        # GDAL opens a PNG or JPEG renamed .tif without complaint (no georeferencing, other pixel types)
+        driver = src.driver
+        src.close()
+        raise TerraLiteError(f"{path} is not a GeoTIFF: it is a {driver} file with a .tif name; convert it "
+                             "(e.g. gdal_translate -of GTiff) or give it its own extension")
     try:
         yield src
     finally:

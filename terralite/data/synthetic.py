@@ -272,7 +272,8 @@ def generate_dataset(out: str | os.PathLike, tiles: int = 24, size: int = 256, s
     ``tiles`` tiles of ``size`` x ``size`` px are spread over ``regions`` regions (default: 2, or 3 from
     12 tiles), written as ``<out>/<region>/images|labels/<region>_<n>.tif`` (uint8 RGB images, uint8 label
     rasters, EPSG:4326, about 0.5 m pixels; odd regions band-interleaved like some OEM tiles), with split
-    lists ``train.txt``/``val.txt``/``test.txt`` (about 70/15/15 %, shuffled with the seed).
+    lists ``train.txt``/``val.txt``/``test.txt`` (about 70/15/15 %, shuffled with the seed). ``out`` must be new,
+    empty or an earlier synthetic dataset (marked by :func:`terralite.output_guard.claim_folder`).
     """
     if tiles < 1:
         raise TerraLiteError(f"tiles must be at least 1, got {tiles}")
@@ -282,12 +283,10 @@ def generate_dataset(out: str | os.PathLike, tiles: int = 24, size: int = 256, s
         regions = 3 if tiles >= 12 else min(2, tiles)
     if not 1 <= regions <= len(REGION_NAMES):
         raise TerraLiteError(f"regions must be between 1 and {len(REGION_NAMES)}, got {regions}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TerraLiteError(f"output {out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise TerraLiteError(f"parent folder {out.parent} of {out} does not exist; create it first")
-    out.mkdir(exist_ok=True)
+    from terralite.output_guard import claim_folder
+
+    # a folder holding another dataset (or anything this command did not write) is refused, never rewritten
+    out = claim_folder(out, "data synth", "dataset folder")
 
     names = []
     per_region = [0] * regions

@@ -231,7 +231,9 @@ def evaluate_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     dataset = dataset_for_checkpoint(ckpt, data, split, skip_missing)
     model = build_model(ckpt["spec"])
-    model.load_state_dict(ckpt["state_dict"])
+    from terralite.models import load_weights
+
+    load_weights(model, ckpt["state_dict"], f"checkpoint {checkpoint}")
     ctx, dev = init_distributed(resolve_device(device))  # under torchrun: each rank takes a share of the tiles
     try:
         result = evaluate(model, dataset, tta, dev, batch_size, num_classes=ckpt["spec"].get("num_classes"), window=window,

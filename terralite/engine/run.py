@@ -168,6 +168,9 @@ class RunJob(abc.ABC):
         train_set = build_dataset(data, train_split, transform=transform, input_record=input_record)
         self.input_record = train_set.input_record()
         self.data_name = describe_data(data)
+        from terralite.data.normalize import require_finite_normalisation
+
+        require_finite_normalisation(self.input_record, self.data_name)
         val_set = build_dataset(data, val_split, input_record=self.input_record) if val_split else None
         return train_set, val_set
 
@@ -249,7 +252,9 @@ class RunJob(abc.ABC):
             if self.resume_ckpt.get("rng"):
                 set_rng_state(self.resume_ckpt["rng"])
         # the folder is created only now: a job refused while building leaves nothing behind
-        self.folder = RunFolder(out, enabled=self.dist.is_main)
+        self.folder = RunFolder(out, enabled=self.dist.is_main)  # takes the folder's lock: one writer at a time
+        if self.dist.is_main and self.resume_ckpt is None and (out / STATE_FILE).is_file():
+            raise TerraLiteError(f"{out} got a {self.what} ({STATE_FILE}) from another process meanwhile; pass --resume to continue it or choose another --out")
         if self.dist.is_main:
             from terralite.atomic import remove_stale_temporaries
 

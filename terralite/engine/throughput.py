@@ -69,7 +69,9 @@ def measure_throughput(
     spec, ckpt = resolve_model_reference(model, dataset.num_bands, dataset.num_classes)
     net = build_model(spec)
     if ckpt is not None:
-        net.load_state_dict(ckpt["state_dict"])
+        from terralite.models import load_weights
+
+        load_weights(net, ckpt["state_dict"], f"checkpoint {model}")
     net.to(dev).train()
     use_cl = channels_last and dev.type == "cuda"
     if use_cl:

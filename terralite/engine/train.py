@@ -138,7 +138,9 @@ class Trainer(RunJob):
 
         model = build_model(self.spec)
         if init_ckpt is not None:
-            model.load_state_dict(init_ckpt["state_dict"])
+            from terralite.models import load_weights
+
+            load_weights(model, init_ckpt["state_dict"], f"checkpoint {cfg.model}")
         model.to(device)
         if cfg.channels_last and device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -206,10 +208,20 @@ class Trainer(RunJob):
     def job_state(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(), "loss_sum": float(self.loss_sum), "loss_count": self.loss_count,
-                "extra_terms": [term.state_dict() for term in self.module_terms]}
+                "extra_terms": [term.state_dict() for term in self.module_terms],
+                "extra_term_kinds": [type(term).__name__ for term in self.extra_terms]}
 
     def load_job_state(self, ckpt: dict) -> None:
         self.raw_model.load_state_dict(ckpt["state_dict"])
+        kinds = [type(term).__name__ for term in self.extra_terms]
+        saved_kinds = ckpt.get("extra_term_kinds")
+        if saved_kinds is not None and list(saved_kinds) != kinds:
+            last = Path(self.cfg.out) / "last.pt"
+            if "DistillationTerm" in saved_kinds:
+                raise TerraLiteError(f"{last} is a `terralite distill` run (its loss has a distillation term): resume it with "
+                                     "the same `terralite distill ... --resume` command, not `terralite train --resume`")
+            raise TerraLiteError(f"{last} was trained with the extra loss terms {saved_kinds or 'none'} but this run was given "
+                                 f"{kinds or 'none'}; resume with the terms the run was started with")
         states, terms = ckpt.get("extra_terms") or [], self.module_terms
         if len(states) != len(terms):
             raise TerraLiteError(f"{Path(self.cfg.out) / 'last.pt'} holds the state of {len(states)} parameterised extra loss "

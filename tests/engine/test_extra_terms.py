@@ -62,7 +62,7 @@ def test_parameterised_term_is_trained_saved_and_resumed(synthetic_root, tiny_mo
     cfg = _config(synthetic_root, tiny_model_name, tmp_path / "b", 1)
     train(cfg, [_term()])
     resume = dataclasses.replace(cfg, epochs=2, resume=True)
-    with pytest.raises(TerraLiteError, match=r"holds the state of 1 parameterised extra loss term\(s\) but this run was given 0"):
+    with pytest.raises(TerraLiteError, match=r"trained with the extra loss terms \[.FeatureProbeTerm.\] but this run was given none"):
         train(resume)
     resumed_term = _term()
     train(resume, [resumed_term])
