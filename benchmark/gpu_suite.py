@@ -59,7 +59,7 @@ class Plan:
             # one small network, one call each: the pipeline's test, not a measurement (no time budget: a CPU is slow)
             return cls("cpu", 64, models or [SEARCHED[1]], (0, 1), (0, 1), [],
                        {"crop": 64, "batch": 2, "steps": 1, "warmup": 0, "amp": "none", "models": [SEARCHED[1]]},
-                       {"preset": "tiny", "steps": 1, "crop": 64, "batch": 4}, math.inf)
+                       {"preset": "tiny", "steps": 1, "crop": 64, "batch": 2}, math.inf)
         from terralite.benchmark.zoo import BASELINES
 
         return cls("cuda", 1024, models or [*BASELINES.names(), *SEARCHED], (10, 300), (10, 100),
