@@ -13,19 +13,32 @@ from typing import Iterable
 from terralite.atomic import ensure_parent, write_text_atomic
 from terralite.errors import TerraLiteError
 
-ROW_FIELDS = (
+LEGACY_ROW_FIELDS = (
     "model", "spec_hash", "params_m", "gmacs", "flop_counter", "input_size", "batch", "device", "runtime",
     "precision", "tta", "latency_ms_mean", "latency_ms_median", "latency_ms_p90", "fps", "peak_mem_mb", "miou",
     "versions", "date",
 )
+"""The fields of the first row format: files that hold only these still read (the newer fields are None)."""
+ROW_FIELDS = (
+    "model", "spec_hash", "params_m", "gmacs", "flop_counter", "gmacs_flagged", "input_size", "batch", "device",
+    "runtime", "precision", "tta", "latency_ms_mean", "latency_ms_median", "latency_ms_p10", "latency_ms_p90", "fps",
+    "warmup", "iters", "loadavg", "cpus", "peak_mem_mb", "miou", "versions", "date",
+)
+"""Fields of a row. ``fps`` = 1000 / median latency x batch (a few slow calls on a busy machine do not move it);
+``latency_ms_p10``/``p90`` show the spread; ``warmup``/``iters`` the calls made; ``loadavg`` the 1-minute load
+average of the machine (the larger of its values before and after the timing) and ``cpus`` its processor count;
+``gmacs_flagged`` is True when the two MAC counters disagree (:data:`terralite.benchmark.profiler.DISAGREEMENT_FLAG_PCT`)."""
 CONDITION_FIELDS = ("input_size", "batch", "device", "runtime", "precision")
 """The conditions a measurement was taken under; only rows equal in all of them are ranked together."""
 
 
 def check_row(row: dict, source: str = "row") -> dict:
-    missing = [f for f in ROW_FIELDS if f not in row]
+    """``row`` if it has every field of :data:`ROW_FIELDS`; a row of the first format gets the newer ones as None."""
+    missing = [f for f in LEGACY_ROW_FIELDS if f not in row]
     if missing:
         raise TerraLiteError(f"{source} is not a TerraLite benchmark row: fields {', '.join(missing)} are missing; regenerate it with terralite bench")
+    for field in ROW_FIELDS:
+        row.setdefault(field, None)
     return row
 
 

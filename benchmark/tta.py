@@ -6,9 +6,10 @@ one network call per view, logits summed, exactly as evaluation and prediction r
 exists only here: ``hflip-batched`` computes the logits of ``hflip`` with one network call on a batch
 holding both views, to show how much of TTA's cost batching removes (its mIoU is that of ``hflip``).
 
-``forward`` is any callable from a torch tensor to logits — an eager module, or a wrapper around an
-ONNX Runtime session or TensorRT engine — so every runtime times the same flips, as torch ops on the
-runtime's device.
+``forward`` is any callable from a torch tensor to logits — an eager module, or a wrapper around a
+TensorRT engine — and the flips are torch ops on the runtime's device. ONNX Runtime runs TTA inside its
+graph instead (:mod:`terralite.tta_graph`: the same views and sum as ONNX nodes, on the runtime's own
+threads), and ``terralite predict --tta`` on an ONNX file uses that same graph.
 """
 
 from __future__ import annotations

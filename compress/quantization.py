@@ -5,6 +5,13 @@ names in ``metadata_props``) → ``quant_pre_process`` (shape inference + graph 
 ``quantize_static`` with a :class:`TileCalibrationReader` that feeds dataset tiles normalised exactly as
 the model was trained → ``MODEL.int8.onnx`` (same metadata). :func:`agreement` then compares fp32 and int8
 on a labelled split: share of pixels with the same class, and mIoU of each.
+
+Weights are quantised per output channel by default (one scale per filter: depthwise and 1x1 convolutions
+of small networks lose too much with one scale per tensor). Operators of :data:`FLOAT_OPS` stay in float:
+an int8 bilinear resize (the decoders' upsampling, the final x2/x4 to the input size) is slower than the
+float one on ONNX Runtime's CPU kernels and rounds the logits. :func:`speed_report` puts the measured
+int8/fp32 ratio in the report, and where int8 is not :data:`SPEEDUP_TARGET` times faster, the time per
+operator type of both graphs (ONNX Runtime's profiler) and the operators that cost the int8 graph most.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ from terralite.onnx_metadata import read_metadata_props, write_onnx_metadata
 # format its CPU kernels fuse into integer convolutions.
 ACTIVATION_TYPE = "QUInt8"
 WEIGHT_TYPE = "QInt8"
+FLOAT_OPS = ("Resize", "Softmax")
+"""Operator types left in float32 (inputs dequantised before them)."""
+SPEEDUP_TARGET = 1.3
+"""int8 should be at least this many times faster than fp32 (median latency); below it the report says why."""
+NOT_QUANTISED = {"Cast", "QuantizeLinear", "DequantizeLinear"}
 
 
 def evenly_spaced(count: int, total: int) -> list[int]:
@@ -72,8 +84,10 @@ def check_bands(dataset, in_channels: int, model_name: str) -> None:
         )
 
 
-def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_images: int = 32, per_channel: bool = False) -> Path:
-    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``calib_images`` tiles of ``calib_dataset``.
+def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_images: int = 32, per_channel: bool = True,
+                  float_ops: tuple[str, ...] = FLOAT_OPS) -> Path:
+    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``calib_images`` tiles of ``calib_dataset``;
+    operators of ``float_ops`` stay in float.
 
     The dataset must already apply the model's band selection and normalisation. ``out`` appears only when
     quantisation succeeded (intermediate files live in a temporary folder).
@@ -90,6 +104,9 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_ima
     with tempfile.TemporaryDirectory(prefix="terralite-quant-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        import onnx
+
+        op_types = {node.op_type for node in onnx.load(str(pre), load_external_data=False).graph.node}
         with atomic_path(out) as tmp_out:
             quantize_static(
                 str(pre),
@@ -97,6 +114,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_ima
                 reader,
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
+                op_types_to_quantize=sorted(op_types - NOT_QUANTISED - set(float_ops)),
                 activation_type=getattr(QuantType, ACTIVATION_TYPE),
                 weight_type=getattr(QuantType, WEIGHT_TYPE),
                 calibrate_method=CalibrationMethod.MinMax,
@@ -151,6 +169,37 @@ def agreement(fp32: str | Path, int8: str | Path, dataset, num_classes: int, max
     return Agreement(len(indices), same / total, float(mious[0]), float(mious[1]))
 
 
+def speed_report(fp32_row: dict, int8_row: dict, fp32: str | Path, int8: str | Path, in_channels: int, *,
+                 target: float = SPEEDUP_TARGET, profile_runs: int = 3) -> dict:
+    """The measured int8 speed-up (median fp32 latency / median int8 latency of the two benchmark rows) and,
+    below ``target``, why: milliseconds per operator type of both graphs at the rows' input size and the
+    int8 graph's costliest operators with their share of its call (ONNX Runtime's profiler)."""
+    from terralite.benchmark.ort_profile import op_time_profile
+
+    size = int8_row["input_size"]
+    speedup = fp32_row["latency_ms_median"] / int8_row["latency_ms_median"]
+    report = {"input_size": size, "fp32_ms_median": fp32_row["latency_ms_median"], "int8_ms_median": int8_row["latency_ms_median"],
+              "iterations": int8_row.get("iters"), "speedup": round(speedup, 3), "target": target, "meets_target": speedup >= target}
+    if speedup < target:
+        shape = (1, in_channels, size, size)
+        profiles = {"fp32": op_time_profile(fp32, shape, runs=profile_runs), "int8": op_time_profile(int8, shape, runs=profile_runs)}
+        total = sum(profiles["int8"].values()) or 1.0
+        report["op_ms"] = {name: {op: round(ms, 3) for op, ms in prof.items()} for name, prof in profiles.items()}
+        report["costliest_int8_ops"] = [{"op": op, "ms": round(ms, 3), "share": round(ms / total, 3)}
+                                        for op, ms in list(profiles["int8"].items())[:5]]
+    return report
+
+
+def speed_line(speed: dict) -> str:
+    """One line for the terminal: the ratio, and where it misses the target the operators that cost it."""
+    line = (f"int8 runs {speed['speedup']:.2f}x as fast as fp32 at {speed['input_size']} px on the CPU "
+            f"(median {speed['int8_ms_median']:.1f} vs {speed['fp32_ms_median']:.1f} ms; target {speed['target']}x)")
+    if not speed["meets_target"]:
+        ops = ", ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in speed["costliest_int8_ops"])
+        line += f"; the int8 call's time goes to {ops} (per-op times in the report)"
+    return line
+
+
 @dataclass
 class QuantizeOptions:
     """The flags of ``terralite quantize``."""
@@ -158,7 +207,7 @@ class QuantizeOptions:
     source: str = ""  # a TerraLite checkpoint or an ONNX file (exported by terralite export: it carries the normalisation)
     calib: str = ""  # dataset root whose tiles calibrate the activation ranges
     out: str = ""  # MODEL.int8.onnx
-    per_channel: bool = False
+    per_channel: bool = True
     calib_images: int = 32
     calib_split: str = "train"
     eval_split: str | None = "val"  # None (or "none"): no agreement check
@@ -262,6 +311,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
         quantize_onnx(fp32, out, calib_set, calib_images=opts.calib_images, per_channel=opts.per_channel)
         created.append(out)
         report = {"source": str(source), "fp32_onnx": str(fp32), "int8_onnx": str(out), "per_channel": opts.per_channel,
+                  "float_ops": list(FLOAT_OPS),
                   "calibration": {"root": opts.calib, "split": opts.calib_split, "tiles": len(evenly_spaced(opts.calib_images, len(calib_set)))},
                   "fp32_bytes": fp32.stat().st_size, "int8_bytes": out.stat().st_size}
         if eval_set is not None:
@@ -271,14 +321,19 @@ def quantize_model(opts: QuantizeOptions) -> dict:
             report["tensorrt_engine"] = str(build_int8_engine(out, opts.tensorrt, opts.bench_size, spec["in_channels"]))
             report["tensorrt_input_size"] = opts.bench_size
             created.append(Path(opts.tensorrt))
-        report_path = out.with_name(out.name + ".json")
-        write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
-        created.append(report_path)
         scores = report.get("agreement", {})
         name = describe(spec)
         entries = [Entry(name, spec, model=model, onnx=fp32, precision="fp32", miou=scores.get("miou_fp32"), role="fp32"),
                    Entry(f"{name}-int8", spec, model=model, onnx=out, precision="int8", miou=scores.get("miou_int8"), role="int8")]
-        write_compression_rows(out.parent, entries, bench_size=opts.bench_size, iterations=opts.bench_iters, eval_split=opts.eval_split)
+        rows_file = write_compression_rows(out.parent, entries, bench_size=opts.bench_size, iterations=opts.bench_iters,
+                                           eval_split=opts.eval_split)
+        from terralite.benchmark.rows import read_rows
+
+        fp32_row, int8_row = read_rows(rows_file)[-2:]  # the two rows just appended
+        report["speed"] = speed_report(fp32_row, int8_row, fp32, out, spec["in_channels"])
+        report_path = out.with_name(out.name + ".json")
+        write_text_atomic(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        created.append(report_path)
         return report
     except BaseException:
         for path in created:

@@ -219,7 +219,6 @@ def _exported_predictor(forward: Callable[[np.ndarray], np.ndarray], input_shape
 
 def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | None) -> Predictor:
     import onnxruntime as ort
-    import torch
 
     providers = ["CPUExecutionProvider"]
     if device not in ("auto", "cpu"):
@@ -230,8 +229,13 @@ def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | N
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     elif device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    from terralite.tta import check_tta_shape
+    from terralite.tta_graph import tta_session_bytes
+
+    check_tta_shape(tta, 1, 1)  # an unknown mode fails before the file is read
     try:
-        session = ort.InferenceSession(str(path), providers=providers)
+        # TTA inside the graph: flips, passes and merge run on ONNX Runtime's threads, as bench times them
+        session = ort.InferenceSession(tta_session_bytes(path, tta), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for foreign/corrupt files
         raise TerraLiteError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -240,13 +244,9 @@ def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | N
     input_name = inputs[0].name
     metadata = read_onnx_metadata(session.get_modelmeta().custom_metadata_map, path)
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(session.run(None, {input_name: np.ascontiguousarray(x.numpy())})[0])
-
-    call = _with_tta(run, tta)
-
     def forward(batch: np.ndarray) -> np.ndarray:
-        return call(torch.from_numpy(batch)).numpy()
+        check_tta_shape(tta, *batch.shape[-2:])
+        return session.run(None, {input_name: np.ascontiguousarray(batch)})[0]
 
     num_classes = outputs[0].shape[1]
     if not isinstance(num_classes, int):

@@ -35,6 +35,18 @@ def check_tta_mode(mode: str) -> str:
     return mode
 
 
+def check_tta_shape(mode: str, height: int, width: int) -> None:
+    """Refuse inputs a mode cannot transform (d4's rotations need square tiles)."""
+    check_tta_mode(mode)
+    if mode == "d4" and height != width:
+        raise TerraLiteError(f"TTA mode d4 rotates the input and needs square tiles, got {height}x{width}; use flips")
+
+
+def transforms(mode: str) -> list[tuple[int, bool]]:
+    """The views of ``mode`` as ``(quarter turns k, horizontal flip)``: view = rot90(hflip(x) if flip else x, k)."""
+    return list(_TRANSFORMS[check_tta_mode(mode)])
+
+
 def _forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     if flip:
         x = x.flip(-1)
@@ -49,9 +61,7 @@ def _inverse(y: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 
 def tta_forward(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mode: str = "none") -> torch.Tensor:
     """Summed logits ``(B, C, H, W)`` of ``model`` over the transforms of ``mode`` (``model`` in eval mode)."""
-    check_tta_mode(mode)
-    if mode == "d4" and x.shape[-1] != x.shape[-2]:
-        raise TerraLiteError(f"TTA mode d4 rotates the input and needs square tiles, got {x.shape[-2]}x{x.shape[-1]}; use flips")
+    check_tta_shape(mode, *x.shape[-2:])
     total = None
     for k, flip in _TRANSFORMS[mode]:
         y = _inverse(model(_forward(x, k, flip)), k, flip)

@@ -11,6 +11,7 @@ with ``time.perf_counter`` on a CPU.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -28,10 +29,12 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 @dataclass
 class LatencyStats:
-    """Per-call latency (ms) of the timed iterations, FPS = 1000 / mean x batch, peak memory (MB)."""
+    """Per-call latency (ms) of the timed iterations, FPS = 1000 / median x batch, peak memory (MB), and the
+    machine's 1-minute load average (the larger of before and after) with its processor count."""
 
     latency_ms_mean: float
     latency_ms_median: float
+    latency_ms_p10: float
     latency_ms_p90: float
     latency_ms_min: float
     latency_ms_std: float
@@ -40,6 +43,8 @@ class LatencyStats:
     peak_mem_method: str
     warmup: int
     iters: int
+    loadavg: float | None = None
+    cpus: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,24 +118,29 @@ class Runner:
         if warmup < 0 or iters < 1:
             raise TerraLiteError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
         x = self.make_input()
+        load_before = _loadavg()
         meter = self._memory_meter()
         meter.start()
         for _ in range(warmup):
             self(x)
         times = self._timed(x, iters)
         peak = meter.stop()
-        mean = statistics.fmean(times)
+        loads = [v for v in (load_before, _loadavg()) if v is not None]
+        median = statistics.median(times)
         return LatencyStats(
-            latency_ms_mean=mean,
-            latency_ms_median=statistics.median(times),
+            latency_ms_mean=statistics.fmean(times),
+            latency_ms_median=median,
+            latency_ms_p10=float(np.percentile(times, 10)),
             latency_ms_p90=float(np.percentile(times, 90)),
             latency_ms_min=min(times),
             latency_ms_std=statistics.pstdev(times),
-            fps=1000.0 / mean * self.batch,
+            fps=1000.0 / median * self.batch,
             peak_mem_mb=peak,
             peak_mem_method=meter.method,
             warmup=warmup,
             iters=iters,
+            loadavg=max(loads) if loads else None,
+            cpus=os.cpu_count(),
         )
 
     def _timed(self, x: torch.Tensor, iters: int) -> list[float]:
@@ -149,3 +159,11 @@ class Runner:
             self(x)
             times.append((time.perf_counter() - t0) * 1000.0)
         return times
+
+
+def _loadavg() -> float | None:
+    """The 1-minute load average, or None where the system does not tell it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None

@@ -25,8 +25,9 @@ class OnnxRuntimeRunner(Runner):
     the existing file is timed instead (see :func:`terralite.benchmark.onnx_file.session_source` for files with
     dynamic dimensions); ``precision`` must be the file's (``int8`` for a quantised graph). On ``cuda`` the
     CUDA execution provider runs it with input and output bound to torch CUDA tensors (I/O binding, no host
-    copies); on ``cpu`` the CPU provider runs it on the tensor's memory. ``threads`` sets intra-op threads
-    (default: ORT's choice).
+    copies); on ``cpu`` the CPU provider runs it on the tensor's memory. TTA is part of the graph
+    (:mod:`terralite.tta_graph`): the timed call is one session run, flips and merge included.
+    ``threads`` sets intra-op threads (default: ORT's choice).
     """
 
     name = "onnxruntime"
@@ -60,6 +61,8 @@ class OnnxRuntimeRunner(Runner):
                 onnx_dir = self._tmp.name
             self.onnx_path = cached_export(self.model, onnx_dir, self.size, self.in_channels, self.network_batch)
             source, num_classes = str(self.onnx_path), None
+        # the TTA views, passes and merge inside the graph: ONNX Runtime runs all of it on its threads
+        source = _with_tta_graph(source, self.tta)
         if self.device.type == "cuda":
             # the free device memory before the session exists: the session's own use is measured against it
             self._free_before = torch.cuda.mem_get_info(self.device)[0]
@@ -85,7 +88,7 @@ class OnnxRuntimeRunner(Runner):
             if not isinstance(num_classes, int):
                 raise TerraLiteError(f"ONNX file {self.onnx_path}: the output's class dimension is not fixed and the file "
                                      "carries no TerraLite spec; the CUDA runner needs it to bind the output")
-            self._out = torch.empty(self.network_batch, num_classes, self.size, self.size, device=self.device)
+            self._out = torch.empty(self.batch, num_classes, self.size, self.size, device=self.device)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.device.type == "cpu":
@@ -110,23 +113,26 @@ class OnnxRuntimeRunner(Runner):
                 "(pip install terralite[gpu]) or use --device cpu"
             )
 
-    def measure(self, warmup: int = 10, iters: int = 300):
-        if self.device.type != "cpu":
-            return super().measure(warmup, iters)
-        # The TTA flips and sum are torch ops: on the CPU, torch's OpenMP threads and ONNX Runtime's spinning
-        # pool would fight over the cores (hflip measured 4x slower than none instead of 2x). One torch thread
-        # for those cheap ops leaves the cores to ONNX Runtime.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return super().measure(warmup, iters)
-        finally:
-            torch.set_num_threads(threads)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Summed TTA logits ``(batch, classes, size, size)``: the graph holds the views and the merge."""
+        return self._forward(x)
 
     def _memory_meter(self):
         if self.device.type == "cuda":
             return FreeMemoryDrop(self.device, self._free_before)
         return super()._memory_meter()
+
+
+def _with_tta_graph(source: str | bytes, mode: str) -> str | bytes:
+    """``source`` (a path or serialised graph) with the TTA views of ``mode`` inside (:func:`terralite.tta_graph.tta_graph`)."""
+    if mode == "none":
+        return source
+    import onnx
+
+    from terralite.tta_graph import tta_graph
+
+    proto = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(source)
+    return tta_graph(proto, mode).SerializeToString()
 
 
 def _numpy_dtype(dtype: torch.dtype):

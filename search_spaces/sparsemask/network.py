@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from terralite.search_spaces.sparsemask.arch import arch_to_mask, validate_arch
 from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder
-from terralite.search_spaces.sparsemask.topology import NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
+from terralite.search_spaces.sparsemask.topology import KINDS, NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
 from terralite.errors import TerraLiteError
 
 
@@ -66,6 +66,14 @@ class SparseDecoderStage(nn.Module):
             out = y if out is None else out + y
         return self.bn(out)
 
+    def folded(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Eval-mode BN folded into the convs: ``({input: weight (64, C_in, 1, 1)}, bias (64,))`` with
+        ``bn(sum_i resize(conv_i(x_i))) == sum_i resize(conv2d(x_i, w_i)) + bias`` (BN is per-channel affine, a
+        1x1 conv and a bilinear resize are linear, and a resize keeps a constant map constant)."""
+        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
+        bias = self.bn.bias - self.bn.running_mean * scale
+        return {name: conv.weight * scale[:, None, None, None] for name, conv in self.convs.items()}, bias
+
 
 class SparseMaskNet(nn.Module):
     """MobileNetV2 encoder + sparse decoder + head; ``forward(x) -> logits (B, classes, H, W)``.
@@ -96,17 +104,58 @@ class SparseMaskNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
+        if not self.training:
+            # NHWC: oneDNN's convolutions and the bilinear resizes run vectorised over channels (eval only:
+            # training keeps the default layout its recipe was measured with)
+            x = x.contiguous(memory_format=torch.channels_last)
         taps = self.encoder(x)
         # ReLU6 once per feature: the official applies it per connection, which is the same value
         features = {input_name(TAP, j): F.relu6(t) for j, t in enumerate(taps) if t is not None}
         if self.uses_pool:
             features["up0"] = F.relu6(F.adaptive_avg_pool2d(taps[0], 1))  # (B, 1280, 1, 1)
+        decode = self._decode if self.training else self._decode_folded
+        last = decode(features, height, width)  # the head's input, "up9": (B, 64, H/2, W/2)
+        logits = self.head(last).contiguous()  # (B, classes, H/2, W/2), back to NCHW before the 4x larger resize
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
+
+    def _decode(self, features: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """The stages as the architecture states them (training: BN on batch statistics)."""
         for s in range(NUM_STAGES):
             if stage_name(s) in self.decoder:
                 out = self.decoder[stage_name(s)](features, stage_hw(s, height, width))
                 features[input_name(UP, s + 1)] = F.relu6(out)  # "up9" (stage 8) is the head's ReLU6 input
-        logits = self.head(features[input_name(UP, NUM_STAGES)])  # (B, classes, H/2, W/2)
-        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
+        return features[input_name(UP, NUM_STAGES)]
+
+    def _decode_folded(self, features: dict[str, torch.Tensor], height: int, width: int) -> torch.Tensor:
+        """The same values as :meth:`_decode` in eval mode, with less work: BN folded into the convs
+        (:meth:`SparseDecoderStage.folded`); the convs of every stage that read one encoder tap run as one
+        convolution (their weights stacked); inputs of one size are summed before a single resize."""
+        folded = {name: stage.folded() for name, stage in self.decoder.items()}
+        from_taps: dict[tuple[str, str], torch.Tensor] = {}  # (stage, tap) -> that stage's conv of that tap
+        for tap in features:
+            if not tap.startswith(KINDS[TAP]):
+                continue
+            readers = [name for name, (weights, _) in folded.items() if tap in weights]
+            if readers:
+                y = F.conv2d(features[tap], torch.cat([folded[name][0][tap] for name in readers]))
+                from_taps.update(zip(((name, tap) for name in readers), y.split(self.arch["decoder_channels"], dim=1)))
+        for s in range(NUM_STAGES):
+            name = stage_name(s)
+            if name not in folded:
+                continue
+            weights, bias = folded[name]
+            by_size: dict[tuple[int, int], torch.Tensor] = {}  # input size -> sum of the conv outputs of that size
+            for source, weight in weights.items():
+                y = from_taps[(name, source)] if (name, source) in from_taps else F.conv2d(features[source], weight)
+                size = tuple(y.shape[-2:])
+                # in place: every y is a fresh conv output (or this stage's own slice of the stacked one)
+                by_size[size] = y if size not in by_size else by_size[size].add_(y)
+            out = None
+            for y in by_size.values():
+                y = resize_to(y, stage_hw(s, height, width))
+                out = y if out is None else out.add_(y)
+            features[input_name(UP, s + 1)] = out.add_(bias[None, :, None, None]).clamp_(0.0, 6.0)  # + BN shift, ReLU6
+        return features[input_name(UP, NUM_STAGES)]
 
 
 def build(arch: dict, in_channels: int = 3, num_classes: int = 8, encoder_weights: str | Path | None = None) -> SparseMaskNet:

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TerraLite checkpoint (.pt) or an ONNX file from terralite export")
     parser.add_argument("--calib", default=None, metavar="ROOT", help="dataset root whose tiles calibrate (and evaluate) the model (required)")
     parser.add_argument("--out", default=None, metavar="FILE", help="int8 ONNX file to write, e.g. MODEL.int8.onnx (required)")
-    parser.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales (more accurate, a little slower)")
+    parser.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                        help="one weight scale per output channel (default; --no-per-channel: one per tensor)")
     parser.add_argument("--calib-images", type=int, default=None, metavar="N", help="calibration tiles, spread over the split (default 32)")
     parser.add_argument("--calib-split", default=None, metavar="SPLIT", help="split the calibration tiles come from (default train)")
     parser.add_argument("--eval-split", default=None, metavar="SPLIT", help="split for the fp32/int8 agreement; 'none' to skip (default val)")
@@ -52,4 +53,7 @@ def run(args: argparse.Namespace) -> int:
         line += (f"; on {a['images']} {a['split']} tiles: pixel agreement {100 * a['pixel_agreement']:.2f} %, "
                  f"mIoU fp32 {a['miou_fp32']:.4f} / int8 {a['miou_int8']:.4f} ({a['miou_difference']:+.4f})")
     print(line)
+    from terralite.compress.quantization import speed_line
+
+    print(speed_line(report["speed"]))
     return 0

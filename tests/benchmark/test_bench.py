@@ -18,7 +18,9 @@ def test_rows_have_every_field(tiny, tiny_spec):
         assert row["input_size"] == 32 and row["batch"] == 1 and row["device"].startswith("cpu")
         assert row["params_m"] == pytest.approx(256e-6) and row["gmacs"] == pytest.approx(1024 * 248 / 1e9)
         assert row["flop_counter"] == "fvcore" and row["miou"] is None
-        assert row["fps"] == pytest.approx(1000 / row["latency_ms_mean"], rel=1e-3)
+        assert row["fps"] == pytest.approx(1000 / row["latency_ms_median"], rel=1e-3)  # FPS from the median
+        assert row["latency_ms_p10"] <= row["latency_ms_median"] <= row["latency_ms_p90"]
+        assert row["warmup"] == 1 and row["iters"] == 2 and row["loadavg"] is not None and row["cpus"] >= 1
         assert "torch" in row["versions"] and row["date"].endswith("+00:00")
 
 

@@ -3,18 +3,30 @@ import json
 
 import pytest
 
-from terralite.benchmark.leaderboard import build_leaderboard, pareto_front
-from terralite.benchmark.rows import ROW_FIELDS, write_rows
+from terralite.benchmark.leaderboard import TABLE_COLUMNS, build_leaderboard, pareto_front
+from terralite.benchmark.rows import LEGACY_ROW_FIELDS, ROW_FIELDS, write_rows
 from terralite.cli import main
 
 
-def _row(model, size, fps, tta="none", device="cpu: test", miou=None, gmacs=None, date="2026-01-01T00:00:00+00:00"):
+def _row(model, size, fps, tta="none", device="cpu: test", miou=None, gmacs=None, date="2026-01-01T00:00:00+00:00",
+         runtime="onnxruntime", precision="fp32", p10=None, p90=None, loadavg=0.2, iters=20, mean=None, params=1.0):
     row = dict.fromkeys(ROW_FIELDS)
-    row.update(model=model, spec_hash=model[:12], params_m=1.0, gmacs=gmacs or size / 100, flop_counter="fvcore", input_size=size,
-               batch=1, device=device, runtime="onnxruntime", precision="fp32", tta=tta, latency_ms_mean=1000 / fps,
-               latency_ms_median=1000 / fps, latency_ms_p90=1100 / fps, fps=fps, peak_mem_mb=10.0, miou=miou,
-               versions={"torch": "2.x"}, date=date)
+    median = 1000 / fps
+    row.update(model=model, spec_hash=model[:12], params_m=params, gmacs=gmacs or size / 100, flop_counter="fvcore",
+               gmacs_flagged=False, input_size=size, batch=1, device=device, runtime=runtime, precision=precision, tta=tta,
+               latency_ms_mean=mean or median, latency_ms_median=median, latency_ms_p10=p10 or 0.98 * median,
+               latency_ms_p90=p90 or 1.05 * median, fps=fps, warmup=2, iters=iters, loadavg=loadavg, cpus=2,
+               peak_mem_mb=10.0, miou=miou, versions={"torch": "2.x"}, date=date)
     return row
+
+
+def _table(md, title):
+    section = md.split(title)[1].split("\n## ")[0]
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| rank")]
+
+
+FPS_CELL = 1 + TABLE_COLUMNS.index("fps")
 
 
 @pytest.fixture
@@ -31,21 +43,19 @@ def test_leaderboard_from_several_files(files, tmp_path):
     paths = build_leaderboard(files, out)
     assert sorted(p.name for p in paths) == ["leaderboard.csv", "leaderboard.html", "leaderboard.md", "pareto.png"]
     md = (out / "leaderboard.md").read_text()
-    assert md.count("\n## ") == 2 and "## 256x256" in md and "## 512x512" in md
-    section_256 = md.split("## 256x256")[1].split("## ")[0]
-    ranked = [line.split("|")[2].strip() for line in section_256.splitlines() if line.startswith("| ") and "rank" not in line]
-    assert ranked == ["fast", "fast", "mid", "slow"]
-    (slow,) = [line.split("|") for line in section_256.splitlines() if line.startswith("| 4 |")]
-    assert slow[2].strip() == "slow" and slow[9].strip() == "6.00"  # the latest repeat of slow@256 is kept
+    assert md.count("\n## ") == 2 and "## cpu: test · 256x256" in md and "## cpu: test · 512x512" in md
+    table = _table(md, "256x256")
+    assert [cells[1] for cells in table] == ["fast", "fast", "mid", "slow"]
+    assert table[3][1] == "slow" and table[3][FPS_CELL] == "6.00"  # the latest repeat of slow@256 is kept
     rows = list(csv.DictReader((out / "leaderboard.csv").open()))
-    assert len(rows) == 6 and set(ROW_FIELDS) <= set(rows[0]) and json.loads(rows[0]["versions"]) == {"torch": "2.x"}
+    assert len(rows) == 6 and set(ROW_FIELDS) <= set(rows[0]) and "warnings" in rows[0] and json.loads(rows[0]["versions"]) == {"torch": "2.x"}
     page = (out / "leaderboard.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script>" in page and "src=" not in page and "href=" not in page
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_leaderboard_refuses_mixed_sizes(files, tmp_path, capsys):
-    code = main(["leaderboard", *map(str, files), "--out", str(tmp_path / "x"), "--group-by", "device,runtime"])
+    code = main(["leaderboard", *map(str, files), "--out", str(tmp_path / "x"), "--group-by", "device"])
     assert code == 2
     err = capsys.readouterr().err
     assert "refusing to rank by fps rows measured under different input_size values (256, 512)" in err
@@ -65,3 +75,60 @@ def test_pareto_front():
     # (GMACs, score): lower GMACs and higher score are better
     points = [(1.0, 50.0), (1.0, 26.0), (9.0, 5.0), (5.0, 60.0), (6.0, 55.0)]
     assert pareto_front(points) == [0, 3]
+    # (FPS, mIoU): both larger are better
+    assert pareto_front([(50.0, 0.5), (26.0, 0.52), (20.0, 0.51), (60.0, 0.3)], larger_x=True) == [3, 0, 1]
+
+
+def test_noisy_row_is_flagged_and_ranks_follow_medians(tmp_path):
+    """One table per device and size holds every runtime x precision x TTA row; FPS come from the median, so a
+    row whose mean a few slow calls dragged down still ranks by its median; wide spread and load are flagged."""
+    rows = [_row("net", 256, 40.0), _row("net", 256, 21.0, "hflip"),
+            _row("net", 256, 60.0, precision="int8", mean=1000 / 10.0),  # slow outliers: mean 10 FPS, median 60
+            _row("net", 256, 30.0, runtime="torch", p10=1000 / 45, p90=1000 / 15),  # wide spread
+            _row("other", 256, 35.0, loadavg=7.5)]  # a loaded machine
+    f = write_rows(tmp_path / "r.jsonl", rows)
+    build_leaderboard([f], tmp_path / "board")
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert md.count("\n## ") == 1
+    table = _table(md, "256x256")
+    ranked = [(c[1], c[2], c[3], c[4]) for c in table]
+    assert ranked == [("net", "onnxruntime", "int8", "none"), ("net", "onnxruntime", "fp32", "none"),
+                      ("other", "onnxruntime", "fp32", "none"), ("net", "torch", "fp32", "none"),
+                      ("net", "onnxruntime", "fp32", "hflip")]
+    flagged = {c[1] + "/" + c[2] for c in table if c[FPS_CELL].endswith("⚠")}
+    assert flagged == {"other/onnxruntime", "net/torch"}
+    assert "Ranks not reliable where marked" in md
+    assert "rank 4 (net, torch fp32, TTA none): p10–p90 spread" in md
+    assert "rank 3 (other, onnxruntime fp32, TTA none): load average 7.5 on 2 CPUs" in md
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert "Ranks not reliable where marked" in html
+
+
+def test_old_rows_still_render_with_dashes(tmp_path):
+    old = {k: v for k, v in _row("legacy", 256, 10.0, mean=1000 / 8.0).items() if k in LEGACY_ROW_FIELDS}
+    old["fps"] = 8.0  # the first format stored 1000 / mean
+    path = tmp_path / "old.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    build_leaderboard([path], tmp_path / "board")
+    (cells,) = _table((tmp_path / "board" / "leaderboard.md").read_text(), "256x256")
+    assert cells[FPS_CELL] == "10.00"  # re-derived from the median
+    for column in ("latency_ms_p10", "warmup", "iters", "loadavg"):
+        assert cells[1 + TABLE_COLUMNS.index(column)] == "—"
+
+
+def test_pareto_plot_shows_paper_marks_only_where_conditions_match(tmp_path, monkeypatch):
+    from terralite.benchmark import leaderboard
+
+    gpu = [_row("fasterseg", 1024, 150.0, device="cuda: NVIDIA H200", miou=0.57),
+           _row("fasterseg", 1024, 80.0, "hflip", device="cuda: NVIDIA H200", miou=0.58)]
+    cpu = [_row("fasterseg", 1024, 5.0, miou=0.57)]
+    assert leaderboard.matching_paper_rows(gpu) and not leaderboard.matching_paper_rows(cpu)
+    assert not leaderboard.matching_paper_rows([_row("x", 512, 5.0, device="cuda: NVIDIA H200")])
+    marks = []
+    original = leaderboard._paper_marks
+    monkeypatch.setattr(leaderboard, "_paper_marks", lambda ax, refs, metric, rows: marks.append(len(refs)) or original(ax, refs, metric, rows))
+    f = write_rows(tmp_path / "r.jsonl", gpu + cpu)
+    build_leaderboard([f], tmp_path / "board")
+    assert sorted(marks) == [0, 4]  # the GPU panel at 1024 gets the paper's four searched networks, the CPU one none
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    assert md.count("Paper reference") == 1 and "FasterSeg #1 (paper)" in md

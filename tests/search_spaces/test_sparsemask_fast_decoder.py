@@ -1,0 +1,58 @@
+"""The eval-mode SparseMask decoder (BN folded, tap convs stacked, same-size inputs summed before one resize,
+NHWC) gives the logits of the stages as the architecture states them."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from terralite.models import build_model
+from terralite.search_spaces.sparsemask.topology import TAP, input_name
+
+# several taps of one size in one stage (tap0..tap2 are all stride 32), the pool input, skips at every depth
+ARCH = {"version": 1, "encoder": "mobilenet_v2", "decoder_channels": 16, "final_upsample": "bilinear_x2",
+        "stages": {"stage0": ["tap0", "up0"], "stage1": ["tap0", "tap1", "up1"], "stage2": ["tap2", "up1", "up2"],
+                   "stage3": ["tap3", "up3"], "stage4": ["up4"], "stage5": ["tap5", "up5", "up2"], "stage6": ["tap0", "up6"],
+                   "stage7": ["tap7", "up7"], "stage8": ["tap8", "up8", "up1"]}}
+
+
+def _reference(net, x):
+    """The architecture's stages literally: per input ReLU6 → conv → resize, summed, BN (eval statistics)."""
+    height, width = x.shape[-2:]
+    taps = net.encoder(x)
+    features = {input_name(TAP, j): F.relu6(t) for j, t in enumerate(taps) if t is not None}
+    if net.uses_pool:
+        features["up0"] = F.relu6(F.adaptive_avg_pool2d(taps[0], 1))
+    last = net._decode(features, height, width)
+    return F.interpolate(net.head(last), size=(height, width), mode="bilinear", align_corners=True)
+
+
+@pytest.mark.parametrize("arch_stages", [ARCH["stages"], None])
+def test_fast_decoder_equals_reference(arch_stages):
+    arch = dict(ARCH)
+    if arch_stages is None:  # the committed reference: two inputs per stage
+        arch["stages"] = {f"stage{s}": ["tap0", f"up{s}"] for s in range(9)}
+    torch.manual_seed(0)
+    net = build_model({"kind": "sparsemask", "arch": arch, "in_channels": 3, "num_classes": 5})
+    for module in net.modules():  # BN statistics far from the identity, so a wrong fold shows
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    net.eval()
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        fast, reference = net(x), _reference(net, x)
+    assert fast.shape == (2, 5, 96, 128) and fast.is_contiguous()
+    torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)
+    assert reference.abs().max() > 1.0  # not a trivially small output
+
+
+def test_training_mode_keeps_the_batch_statistics_path():
+    torch.manual_seed(0)
+    net = build_model({"kind": "sparsemask", "arch": ARCH, "in_channels": 3, "num_classes": 5}).train()
+    x = torch.randn(2, 3, 64, 64)
+    out = net(x)
+    out.sum().backward()  # gradients flow through the stated (unfolded) stages
+    stage = net.decoder["stage1"]
+    assert stage.bn.weight.grad is not None and all(c.weight.grad is not None for c in stage.convs.values())
