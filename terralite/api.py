@@ -78,6 +78,64 @@ def list_models() -> list[str]:
     return BASELINES.names()
 
 
+def model_catalogue(size: int | None = None, in_channels: int = 3, num_classes: int = 8,
+                    names: Sequence[str] | None = None) -> dict:
+    """Every registry entry: the baseline zoo, the search spaces and the model kinds (``terralite models``).
+
+    ``names`` keeps only those baselines and search spaces (the model kinds are always all listed).
+
+    With ``size``, baselines get ``params_m``/``gmacs`` at ``1 x in_channels x size x size`` (fvcore, built
+    and traced one by one: large networks take a while at 1024 px on a CPU) and search spaces the analytic
+    cost of their lightest and heaviest architectures.
+    """
+    from terralite.benchmark.profiler import profile_model
+    from terralite.benchmark.zoo import BASELINES
+    from terralite.errors import TerraLiteError
+    from terralite.models import MODEL_KINDS, build_model as build_spec
+    from terralite.search_spaces.base import SEARCH_SPACES
+
+    if size is not None and (size < 32 or size % 32):
+        raise TerraLiteError(f"--size {size} must be a positive multiple of 32 (every network downsamples by 32)")
+    known = BASELINES.names() + SEARCH_SPACES.names()
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        raise TerraLiteError(f"unknown baseline or search space {', '.join(unknown)}; valid names: {', '.join(known)}")
+    wanted = set(names or known)
+    baselines = []
+    for name in (n for n in BASELINES.names() if n in wanted):
+        entry = {"name": name, "description": _first_line(BASELINES.get(name).__doc__)}
+        if size is not None:
+            spec = {"kind": "baseline", "name": name, "in_channels": in_channels, "num_classes": num_classes}
+            counted = profile_model(build_spec(spec).eval(), size, in_channels)
+            entry.update(params_m=counted["params_m"], gmacs=counted["gmacs"])
+        baselines.append(entry)
+    spaces = []
+    for name in (n for n in SEARCH_SPACES.names() if n in wanted):
+        space = SEARCH_SPACES.get(name)(in_channels=in_channels, num_classes=num_classes)
+        entry = {"name": name, "description": _first_line(type(space).__doc__)}
+        if size is not None:
+            for bound, arch in (("lightest", space.min_arch()), ("heaviest", space.max_arch())):
+                cost = space.cost(arch, size)
+                entry[bound] = {"params_m": round(cost["params"] / 1e6, 3), "gmacs": round(cost["macs"] / 1e9, 3)}
+        spaces.append(entry)
+    kinds = []
+    for name in MODEL_KINDS.names():
+        builder = MODEL_KINDS.get(name)
+        kinds.append({"name": name, "builder": f"{builder.__module__}:{builder.__qualname__}",
+                      "pretrained": getattr(builder, "pretrained_weights", None)})
+    return {"size": size, "in_channels": in_channels, "num_classes": num_classes,
+            "baselines": baselines, "search_spaces": spaces, "model_kinds": kinds}
+
+
+def _first_line(doc: str | None) -> str:
+    """The first paragraph of a docstring as plain text (reST roles and literals unwrapped)."""
+    import re
+
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def load_predictor(model: str | Path, *, runtime: str = "auto", device: str = "auto", tta: str = "none",
                    tile: int = 1024, batch_size: int = 1, **normalisation: Any):
     """A model ready to map rasters: a checkpoint (PyTorch), an ONNX file (ONNX Runtime) or TensorRT.

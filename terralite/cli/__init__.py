@@ -22,6 +22,7 @@ TTA_HELP = ("none; hflip = identity + horizontal flip (the OpenEarthMap protocol
 
 # subcommand name → module (in the order --help lists them)
 SUBCOMMANDS = {
+    "models": "terralite.cli.models",
     "data": "terralite.cli.data",
     "train": "terralite.cli.train",
     "eval": "terralite.cli.eval",
