@@ -38,6 +38,7 @@ SUBCOMMANDS = {
     "quantize": "terralite.cli.quantize",
     "export": "terralite.cli.export",
     "predict": "terralite.cli.predict",
+    "card": "terralite.cli.card",
     "demo": "terralite.cli.demo",
 }
 
