@@ -146,10 +146,11 @@ def _probe_num_classes(forward: Callable, in_channels: int) -> int:
 
 
 def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto", tta: str = "none",
-                   normalisation: dict | None = None) -> Predictor:
+                   normalisation: dict | None = None, threads: int | None = None) -> Predictor:
     """Load a checkpoint (runtime ``torch``) or an ONNX file (runtime ``onnxruntime``) for mapping.
 
     ``normalisation`` overrides the model's own ``input`` record (keys given replace those stored).
+    ``threads`` caps ONNX Runtime's intra-op threads (PyTorch's are ``torch.set_num_threads``, process-wide).
     TensorRT is a runtime of the ``benchmark`` package (a floor above this one):
     :func:`terralite.benchmark.mapping.load_any_predictor` (``terralite predict --runtime tensorrt``) wraps
     its runner in a :class:`Predictor`.
@@ -167,7 +168,7 @@ def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto
             raise TerraLiteError(
                 f"runtime onnxruntime needs an ONNX file, got {path}; export one first: terralite export {path} --format onnx --out model.onnx"
             )
-        return _load_onnxruntime(path, device, tta, normalisation)
+        return _load_onnxruntime(path, device, tta, normalisation, threads)
     raise TerraLiteError("runtime tensorrt runs through the benchmark's TensorRT runner: use `terralite predict --runtime tensorrt` "
                          "(terralite.benchmark.mapping.load_any_predictor)")
 
@@ -221,7 +222,7 @@ def _exported_predictor(forward: Callable[[np.ndarray], np.ndarray], input_shape
                      fixed_size=fixed_size, fixed_batch=batch, spec_hash=spec_hash(spec) if spec else None, tta=tta)
 
 
-def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | None) -> Predictor:
+def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | None, threads: int | None = None) -> Predictor:
     import onnxruntime as ort
     import torch
 
@@ -235,7 +236,10 @@ def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | N
     elif device == "auto" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     try:
-        session = ort.InferenceSession(str(path), providers=providers)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for foreign/corrupt files
         raise TerraLiteError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -562,6 +566,7 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         batch = predictor.fixed_batch  # a static-batch export accepts no other
     mean, std = predictor.normalisation["mean"], predictor.normalisation["std"]
     num_classes = predictor.num_classes
+    peak = _PeakRss()  # the peak while mapping, not that of whatever ran before in this process (e.g. the demo's training)
     start = time.perf_counter()
 
     # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; a tile row of input blocks fits.
@@ -635,8 +640,27 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         "tiles": tiles_done,
         "seconds": round(seconds, 3),
         "mpx_per_s": round(width * height / 1e6 / max(seconds, 1e-9), 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak.mb(),
     }
+
+
+class _PeakRss:
+    """Peak resident memory (MB) of this process from now on: Linux's high-water mark ``VmHWM``, reset by
+    writing 5 to ``/proc/self/clear_refs``; elsewhere the process's lifetime peak (``ru_maxrss``)."""
+
+    def __init__(self):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+
+    def mb(self) -> float:
+        if self.reset:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def render_preview(map_path: str | Path, png_path: str | Path, class_names: Sequence[str], max_side: int = 1024,

@@ -12,7 +12,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    from terralite.cli.options import add_config_options
+    from terralite.cli.options import add_config_options, add_threads_option
 
     parser.add_argument("--model", help="baseline name, spec/architecture JSON, or checkpoint (required unless in --config)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (OpenEarthMap layout) or a data YAML (kind: large-raster, ...)")
@@ -35,10 +35,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kd-tau", type=float, help="distillation temperature (default 1)")
     parser.add_argument("--kd-alpha", type=float, help="distillation weight (default 1)")
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    add_threads_option(parser)
 
 
 def run(args) -> int:
-    from terralite.cli.options import data_fields, printed_config
+    from terralite.cli.options import data_fields, printed_config, set_threads
     from terralite.engine.presets import resolve_train_config
     from terralite.engine.train import train
 
@@ -51,5 +52,6 @@ def run(args) -> int:
     )
     if printed_config(args, cfg):
         return 0
+    set_threads(args.threads)
     train(cfg)
     return 0
