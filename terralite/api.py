@@ -51,15 +51,15 @@ def load_model(ckpt: str | Path, *, device: str = "cpu"):
     >>> import terralite
     >>> net = terralite.load_model("runs/sm/best.pt")  # doctest: +SKIP
     """
-    from terralite.checkpoint import load_checkpoint
     from terralite.errors import TerraLiteError
     from terralite.models import load_model as load_reference
 
     path = Path(ckpt)
-    if not path.is_file():
+    if not path.is_file():  # else a missing file would be taken for a baseline name
         raise TerraLiteError(f"checkpoint {path} does not exist; pass a .pt file written by terralite train, prune or distill")
-    load_checkpoint(path)  # a file that is not a TerraLite checkpoint fails here with its own message
-    model, _, _ = load_reference(str(path))
+    model, _, checkpoint = load_reference(str(path))  # a file that is not a TerraLite checkpoint fails with its own message
+    if checkpoint is None:
+        raise TerraLiteError(f"{path} is a model spec, not a checkpoint: it holds no weights; use terralite.build_model({str(path)!r})")
     return model.to(device)
 
 
