@@ -98,3 +98,14 @@ def test_readme_python_api_blocks_run(tmp_path, monkeypatch):
                 assert len((tmp_path / "bench_cpu.jsonl").read_text().splitlines()) == 4
     finally:
         torch.set_num_threads(threads)
+
+
+def test_load_model_refuses_what_is_not_a_checkpoint(tmp_path):
+    import terralite
+    from terralite.errors import TerraLiteError
+
+    (tmp_path / "spec.json").write_text('{"kind": "baseline", "name": "unet-resnet18"}')
+    with pytest.raises(TerraLiteError, match="is a model spec, not a checkpoint"):
+        terralite.load_model(tmp_path / "spec.json")
+    with pytest.raises(TerraLiteError, match="nope.pt does not exist"):
+        terralite.load_model(tmp_path / "nope.pt")
