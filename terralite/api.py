@@ -103,7 +103,8 @@ def model_catalogue(size: int | None = None, in_channels: int = 3, num_classes: 
     wanted = set(names or known)
     baselines = []
     for name in (n for n in BASELINES.names() if n in wanted):
-        entry = {"name": name, "description": _first_line(BASELINES.get(name).__doc__)}
+        builder = BASELINES.get(name)
+        entry = {"name": name, "description": _first_line(builder.__doc__) or f"built by {builder.__module__}.{builder.__qualname__}"}
         if size is not None:
             spec = {"kind": "baseline", "name": name, "in_channels": in_channels, "num_classes": num_classes}
             counted = profile_model(build_spec(spec).eval(), size, in_channels)
