@@ -4,7 +4,9 @@ Every network is registered in :data:`BASELINES` under a short name (``unet-resn
 ``f(in_channels, num_classes) -> nn.Module``. :func:`build_baseline` is the ``baseline`` model kind of
 :data:`terralite.models.MODEL_KINDS`: ``{"kind": "baseline", "name": "unet-resnet34", "in_channels": 3,
 "num_classes": 8}``, optionally with ``"weights": "path/to/state_dict.pt"`` (a bare state dict, or any
-file with a ``state_dict`` entry such as a TerraLite checkpoint; loaded with ``weights_only=True``).
+file with a ``state_dict`` entry such as a TerraLite checkpoint; loaded with ``weights_only=True``) or
+``"pretrained"`` (set by ``build_model(spec, pretrained=...)``: the network's or its encoder's weights,
+such as torchvision's ImageNet files).
 
 Output contract: in eval mode every network returns logits ``(B, num_classes, H, W)`` at the input size.
 Networks that predict at a lower resolution or return a dict are wrapped in :class:`LogitsAtInputSize`,
@@ -90,22 +92,35 @@ for _name, _builder in {
     BASELINES.register(_name, _builder)
 
 
-def _load_weights(model: nn.Module, path: str | Path, name: str) -> None:
+def _read_state_dict(path: str | Path, what: str, fix: str) -> dict:
+    """The state dict in ``path``: a bare one, or the ``state_dict`` entry of a checkpoint (``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise TerraLiteError(f"weights file {path} for baseline {name!r} does not exist; fix the 'weights' field of the spec")
+        raise TerraLiteError(f"{what} {path} does not exist; {fix}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or damaged files
-        raise TerraLiteError(f"weights file {path} is not a readable state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise TerraLiteError(f"{what} {path} is not a readable state dict ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict):
-        raise TerraLiteError(f"weights file {path} holds no state dict; save one with torch.save(model.state_dict(), path)")
-    expected = model.state_dict()
+        raise TerraLiteError(f"{what} {path} holds no state dict; save one with torch.save(model.state_dict(), path)")
+    return state
+
+
+def _fit(module: nn.Module, state: dict) -> tuple[list[str], list[str], list[str]]:
+    """Keys of ``module`` missing from ``state``, keys of ``state`` it lacks, keys of another shape."""
+    expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    # Checked here rather than by load_state_dict: smp models drop mismatched tensors with only a warning.
     mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    return missing, unexpected, mismatched
+
+
+def _load_weights(model: nn.Module, path: str | Path, name: str) -> None:
+    """Load a state dict of the whole network (the spec's ``weights`` field)."""
+    state = _read_state_dict(path, "weights file", f"fix the 'weights' field of the spec of baseline {name!r}")
+    missing, unexpected, mismatched = _fit(model, state)
+    # Checked here rather than by load_state_dict: smp models drop mismatched tensors with only a warning.
     if missing or unexpected or mismatched:
         raise TerraLiteError(
             f"weights file {path} does not fit baseline {name!r}: {len(missing)} missing keys (e.g. {missing[:3]}), "
@@ -113,6 +128,43 @@ def _load_weights(model: nn.Module, path: str | Path, name: str) -> None:
             f"(e.g. {mismatched[:3]}); check the model name, in_channels and num_classes"
         )
     model.load_state_dict(state)
+
+
+def _encoder_of(model: nn.Module) -> nn.Module:
+    """The encoder of a zoo network: smp's ``encoder``, or the torchvision LR-ASPP backbone."""
+    if hasattr(model, "encoder"):
+        return model.encoder
+    return model.net.backbone  # LogitsAtInputSize(LRASPP)
+
+
+#: Keys of an ImageNet classifier's head, ignored when its file initialises an encoder.
+CLASSIFIER_PREFIXES = ("fc.", "classifier.", "head.", "last_linear.")
+
+
+def _load_pretrained(model: nn.Module, path: str | Path, name: str) -> None:
+    """Initialise from a user's weights file: a state dict of the whole network, or of its encoder as the
+    encoder's library saves it (e.g. torchvision's ``resnet34`` ImageNet file for ``unet-resnet34``; its
+    classifier keys are ignored)."""
+    state = _read_state_dict(path, "pretrained weights file", f"baseline {name!r} expects {build_baseline.pretrained_weights}")
+    if not any(_fit(model, state)):
+        model.load_state_dict(state)
+        return
+    encoder = _encoder_of(model)
+    # torchvision classifiers store their convolutions under ``features.``; LR-ASPP's backbone is that module
+    for candidate in (state, {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}):
+        missing, unexpected, mismatched = _fit(encoder, candidate)
+        # only the classifier an ImageNet file carries may be left over (a deeper encoder's blocks may not)
+        if not missing and not mismatched and all(k.startswith(CLASSIFIER_PREFIXES) for k in unexpected):
+            encoder.load_state_dict({k: candidate[k] for k in encoder.state_dict()})
+            return
+    missing, unexpected, mismatched = _fit(encoder, state)
+    unexpected = [k for k in unexpected if not k.startswith(CLASSIFIER_PREFIXES)]
+    raise TerraLiteError(
+        f"pretrained weights file {path} fits neither baseline {name!r} nor its encoder: {len(missing)} encoder keys "
+        f"missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(mismatched)} of "
+        f"another shape (e.g. {mismatched[:3]}); give the ImageNet "
+        "weights of the encoder the name says, or a state dict of this network (same in_channels and num_classes)"
+    )
 
 
 def build_baseline(spec: dict) -> nn.Module:
@@ -123,4 +175,10 @@ def build_baseline(spec: dict) -> nn.Module:
     model = BASELINES.get(name)(spec.get("in_channels", 3), spec.get("num_classes", 8))
     if spec.get("weights"):
         _load_weights(model, spec["weights"], name)
+    if spec.get("pretrained"):
+        _load_pretrained(model, spec["pretrained"], name)
     return model
+
+
+build_baseline.pretrained_weights = ("a state dict of the network or of its encoder (e.g. torchvision's ImageNet "
+                                     "resnet34 .pth for unet-resnet34)")

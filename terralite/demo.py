@@ -64,6 +64,10 @@ class DemoContext:
     sizes: DemoSizes
     device: str
     log: Callable[[str], None] = print
+    threads: int | None = None  # CPU threads of torch (this process) and of ONNX Runtime (--threads of bench, predict)
+
+    def threads_flags(self) -> list:
+        return ["--threads", self.threads] if self.threads else []
 
     def path(self, *parts: str) -> Path:
         return self.out.joinpath(*parts)
@@ -187,7 +191,7 @@ def _distill(ctx):
               "--student", ctx.path("compress", "pruned", "pruned.pt"), "--data", ctx.data,
               "--out", ctx.path("compress", "distilled"), "--epochs", s.train_epochs,
               "--train-set", f"max_steps_per_epoch={s.steps_per_epoch}", "--train-set", f"crop={s.crop}",
-              "--device", ctx.device, *_bench_flags(ctx))
+              "--device", ctx.device, "--compare-alone", *_bench_flags(ctx))  # the student alone, same budget
 
 
 def _quantize(ctx):
@@ -219,7 +223,7 @@ def _bench(ctx):
     ctx.path("bench").mkdir(parents=True, exist_ok=True)
     terralite(ctx, "bench", *trained_checkpoints(ctx).values(), "--size", s.bench_size, "--runtime", "torch",
               "--device", ctx.device, "--tta", "none,hflip", "--warmup", s.bench_warmup, "--iters", s.bench_iters,
-              "--data", ctx.data, "--split", "test", "--out", ctx.path("bench", "rows.jsonl"))
+              "--data", ctx.data, "--split", "test", "--out", ctx.path("bench", "rows.jsonl"), *ctx.threads_flags())
 
 
 def _leaderboard(ctx):
@@ -241,7 +245,7 @@ def _map(ctx):
     ctx.path("map").mkdir(parents=True, exist_ok=True)
     terralite(ctx, "predict", _onnx_path(ctx, "fasterseg"), tile, "--out", ctx.path("map", "fasterseg_map.tif"),
               "--tile", s.map_tile, "--overlap", s.map_overlap, "--runtime", "onnxruntime", "--tta", "hflip",
-              "--preview", ctx.path("map", "fasterseg_map.png"), "--quiet")
+              "--preview", ctx.path("map", "fasterseg_map.png"), "--quiet", *ctx.threads_flags())
 
 
 STEPS: list[Step] = [
@@ -347,11 +351,12 @@ def _clear_owned_folders(ctx: DemoContext, step: Step) -> None:
 
 
 def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cpu", only: list[str] | None = None,
-             log: Callable[[str], None] = print) -> dict[str, list[Path]]:
+             log: Callable[[str], None] = print, threads: int | None = None) -> dict[str, list[Path]]:
     """Run (or resume) the demo into ``out``; returns step name → artefacts. Prints where each artefact is.
 
     A step is skipped when it finished before (its marker in ``out/.steps``) and its artefacts exist;
-    ``only`` re-runs the named steps whatever their state (their inputs must exist).
+    ``only`` re-runs the named steps whatever their state (their inputs must exist). ``threads`` caps the
+    CPU threads of every step (torch in this process, ONNX Runtime through the commands' ``--threads``).
     """
     from terralite.atomic import write_text_atomic
 
@@ -363,7 +368,11 @@ def run_demo(out: str | Path = "demo_out", fast: bool = False, device: str = "cp
     if out.exists() and not out.is_dir():
         raise TerraLiteError(f"demo output {out} exists and is not a folder; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = DemoContext(out=out, sizes=FAST if fast else FULL, device=device, log=log)
+    ctx = DemoContext(out=out, sizes=FAST if fast else FULL, device=device, log=log, threads=threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     _check_sizes(ctx)
     start = time.perf_counter()
     produced: dict[str, list[Path]] = {}

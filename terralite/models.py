@@ -90,10 +90,25 @@ def with_io(spec: dict, in_channels: int | None = None, num_classes: int | None 
     return spec
 
 
-def build_model(spec: dict):
-    """Turn any spec into an ``nn.Module`` (weights freshly initialised)."""
+def build_model(spec: dict, pretrained: str | Path | None = None):
+    """Turn any spec into an ``nn.Module`` (weights freshly initialised).
+
+    ``pretrained`` is a weights file the user provides to initialise the network (nothing is downloaded):
+    kinds whose builder declares ``pretrained_weights`` (a phrase naming the file it expects) take it, as
+    the spec field ``pretrained``; it is not kept in the spec a checkpoint stores, since it only initialises.
+    """
     spec = with_io(validate_spec(spec))
-    return MODEL_KINDS.get(spec["kind"])(spec)
+    builder = MODEL_KINDS.get(spec["kind"])
+    if pretrained is None:
+        return builder(spec)
+    expected = getattr(builder, "pretrained_weights", None)
+    if expected is None:
+        takers = [k for k in MODEL_KINDS.names() if getattr(MODEL_KINDS.get(k), "pretrained_weights", None)]
+        raise TerraLiteError(f"model kind {spec['kind']!r} takes no pretrained weights; --pretrained applies to kinds {', '.join(takers)}")
+    if not Path(pretrained).is_file():
+        raise TerraLiteError(f"pretrained weights file {pretrained} does not exist; {describe(spec)} expects {expected} "
+                             "(nothing is downloaded: save the file there first)")
+    return builder({**spec, "pretrained": str(pretrained)})
 
 
 def spec_hash(spec: dict) -> str:

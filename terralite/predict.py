@@ -65,6 +65,8 @@ class Predictor:
     class_names: list[str] = field(default_factory=list)
     fixed_size: tuple[int, int] | None = None
     fixed_batch: int | None = None
+    spec_hash: str | None = None  # fingerprint of the model spec (terralite.models.spec_hash), recorded in the map
+    tta: str = "none"  # the test-time augmentation inside ``forward``, recorded in the map
 
     def __post_init__(self) -> None:
         self.normalisation = check_normalisation(self.normalisation, self.in_channels, self.name)
@@ -117,7 +119,7 @@ def _with_tta(call: Callable, tta: str) -> Callable:
 
 
 def predictor_from_module(module, normalisation: dict, name: str = "model", class_names: Sequence[str] | None = None,
-                          device: str = "auto", tta: str = "none") -> Predictor:
+                          device: str = "auto", tta: str = "none", spec_hash: str | None = None) -> Predictor:
     """A :class:`Predictor` running an ``nn.Module`` (any model honouring the logits contract) in PyTorch."""
     import torch
 
@@ -134,7 +136,7 @@ def predictor_from_module(module, normalisation: dict, name: str = "model", clas
             return call(torch.from_numpy(batch).to(dev)).float().cpu().numpy()
 
     num_classes = _probe_num_classes(forward, in_channels)
-    return Predictor(forward, in_channels, num_classes, normalisation, name, list(class_names or []))
+    return Predictor(forward, in_channels, num_classes, normalisation, name, list(class_names or []), spec_hash=spec_hash, tta=tta)
 
 
 def _probe_num_classes(forward: Callable, in_channels: int) -> int:
@@ -144,10 +146,11 @@ def _probe_num_classes(forward: Callable, in_channels: int) -> int:
 
 
 def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto", tta: str = "none",
-                   normalisation: dict | None = None) -> Predictor:
+                   normalisation: dict | None = None, threads: int | None = None) -> Predictor:
     """Load a checkpoint (runtime ``torch``) or an ONNX file (runtime ``onnxruntime``) for mapping.
 
     ``normalisation`` overrides the model's own ``input`` record (keys given replace those stored).
+    ``threads`` caps ONNX Runtime's intra-op threads (PyTorch's are ``torch.set_num_threads``, process-wide).
     TensorRT is a runtime of the ``benchmark`` package (a floor above this one):
     :func:`terralite.benchmark.mapping.load_any_predictor` (``terralite predict --runtime tensorrt``) wraps
     its runner in a :class:`Predictor`.
@@ -165,7 +168,7 @@ def load_predictor(model: str | Path, runtime: str = "auto", device: str = "auto
             raise TerraLiteError(
                 f"runtime onnxruntime needs an ONNX file, got {path}; export one first: terralite export {path} --format onnx --out model.onnx"
             )
-        return _load_onnxruntime(path, device, tta, normalisation)
+        return _load_onnxruntime(path, device, tta, normalisation, threads)
     raise TerraLiteError("runtime tensorrt runs through the benchmark's TensorRT runner: use `terralite predict --runtime tensorrt` "
                          "(terralite.benchmark.mapping.load_any_predictor)")
 
@@ -187,13 +190,13 @@ def _merge_normalisation(stored: dict | None, override: dict | None) -> dict | N
 
 
 def _load_torch(path: Path, device: str, tta: str, normalisation: dict | None) -> Predictor:
-    from terralite.models import describe, load_model
+    from terralite.models import describe, load_model, spec_hash
 
     module, spec, ckpt = load_model(str(path))
     norm = _merge_normalisation((ckpt or {}).get("input"), normalisation)
     name = describe(spec)
     norm = check_normalisation(norm, spec["in_channels"], f"{name} ({path})")
-    return predictor_from_module(module, norm, name=name, device=device, tta=tta)
+    return predictor_from_module(module, norm, name=name, device=device, tta=tta, spec_hash=spec_hash(spec))
 
 
 def _onnx_dims(shape: list) -> tuple:
@@ -202,7 +205,7 @@ def _onnx_dims(shape: list) -> tuple:
 
 
 def _exported_predictor(forward: Callable[[np.ndarray], np.ndarray], input_shape: Sequence, num_classes: int,
-                            metadata: dict, path: Path, normalisation: dict | None = None) -> Predictor:
+                            metadata: dict, path: Path, normalisation: dict | None = None, tta: str = "none") -> Predictor:
     """A :class:`Predictor` for an exported graph: ``input_shape`` is ``(B, C, H, W)`` with None for dynamic dims."""
     batch, channels, height, width = input_shape
     if channels is None:
@@ -213,11 +216,13 @@ def _exported_predictor(forward: Callable[[np.ndarray], np.ndarray], input_shape
     fixed_size = (height, width) if height is not None and width is not None else None
     if (height is None) != (width is None):
         raise TerraLiteError(f"{path}: the model input fixes only one of height and width; export it with both static or both dynamic")
+    from terralite.models import spec_hash
+
     return Predictor(forward, int(channels), int(num_classes), norm, name, list(metadata.get("class_names") or []),
-                     fixed_size=fixed_size, fixed_batch=batch)
+                     fixed_size=fixed_size, fixed_batch=batch, spec_hash=spec_hash(spec) if spec else None, tta=tta)
 
 
-def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | None) -> Predictor:
+def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | None, threads: int | None = None) -> Predictor:
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -234,8 +239,11 @@ def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | N
 
     check_tta_shape(tta, 1, 1)  # an unknown mode fails before the file is read
     try:
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
         # TTA inside the graph: flips, passes and merge run on ONNX Runtime's threads, as bench times them
-        session = ort.InferenceSession(tta_session_bytes(path, tta), providers=providers)
+        session = ort.InferenceSession(tta_session_bytes(path, tta), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for foreign/corrupt files
         raise TerraLiteError(f"{path} is not a loadable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -253,7 +261,7 @@ def _load_onnxruntime(path: Path, device: str, tta: str, normalisation: dict | N
         num_classes = (metadata.get("spec") or {}).get("num_classes")
     if not isinstance(num_classes, int):
         raise TerraLiteError(f"{path}: cannot tell the number of classes (dynamic output channels and no TerraLite metadata)")
-    return _exported_predictor(forward, _onnx_dims(inputs[0].shape), num_classes, metadata, path, normalisation)
+    return _exported_predictor(forward, _onnx_dims(inputs[0].shape), num_classes, metadata, path, normalisation, tta)
 
 
 # --------------------------------------------------------------------------- tiling
@@ -420,6 +428,54 @@ def overview_factors(height: int, width: int, smallest: int = 256) -> list[int]:
     return factors
 
 
+def describe_map(dst, predictor: Predictor, tile: int, overlap: int) -> None:
+    """Record what made the map in the GeoTIFF itself, where ``gdalinfo`` and GIS layer properties show it:
+    dataset tags (model, spec hash, TTA, tiling, TerraLite version, class names), the band's description and
+    one ``CLASS_<id>`` tag per class (the category names are also in the ``.aux.xml`` of
+    :func:`write_category_table`)."""
+    from terralite import __version__
+
+    dst.update_tags(MODEL=predictor.name, SPEC_HASH=predictor.spec_hash or "unknown", TTA=predictor.tta,
+                    TILE=str(tile), OVERLAP=str(overlap), TERRALITE_VERSION=__version__,
+                    CLASSES=";".join(f"{i}={n}" for i, n in enumerate(["no data", *predictor.class_names])),
+                    NODATA_CLASS="0")
+    dst.set_band_description(1, f"land-cover class id (1..{predictor.num_classes}, 0 = no data)")
+    dst.update_tags(1, CLASS_0="no data", **{f"CLASS_{i + 1}": n for i, n in enumerate(predictor.class_names)})
+
+
+def category_table_xml(class_names: Sequence[str]) -> str:
+    """GDAL PAM XML of band 1: category names (index = class id) and a raster attribute table (value, name,
+    colour), the forms QGIS and ArcGIS show as the legend of a class raster."""
+    from xml.sax.saxutils import escape
+
+    names = ["no data", *class_names]
+    colours = palette_colours(len(class_names))
+    categories = "".join(f"      <Category>{escape(n)}</Category>\n" for n in names)
+    rows = "".join(
+        f'      <Row index="{i}"><F>{i}</F><F>{escape(n)}</F><F>{colours[i][0]}</F><F>{colours[i][1]}</F><F>{colours[i][2]}</F></Row>\n'
+        for i, n in enumerate(names))
+    return (
+        "<PAMDataset>\n  <PAMRasterBand band=\"1\">\n    <CategoryNames>\n" + categories + "    </CategoryNames>\n"
+        '    <GDALRasterAttributeTable tableType="thematic">\n'
+        '      <FieldDefn index="0"><Name>Value</Name><Type>0</Type><Usage>5</Usage></FieldDefn>\n'
+        '      <FieldDefn index="1"><Name>Class</Name><Type>2</Type><Usage>2</Usage></FieldDefn>\n'
+        '      <FieldDefn index="2"><Name>Red</Name><Type>0</Type><Usage>6</Usage></FieldDefn>\n'
+        '      <FieldDefn index="3"><Name>Green</Name><Type>0</Type><Usage>7</Usage></FieldDefn>\n'
+        '      <FieldDefn index="4"><Name>Blue</Name><Type>0</Type><Usage>8</Usage></FieldDefn>\n'
+        + rows + "    </GDALRasterAttributeTable>\n  </PAMRasterBand>\n</PAMDataset>\n"
+    )
+
+
+def write_category_table(map_path: str | Path, class_names: Sequence[str]) -> Path:
+    """Write ``MAP.tif.aux.xml`` beside the map (atomically): GDAL reads it as the band's category names and
+    attribute table. A GeoTIFF cannot hold category names itself; the ``CLASS_<id>`` tags are in the file."""
+    from terralite.atomic import write_text_atomic
+
+    aux = Path(f"{map_path}.aux.xml")
+    write_text_atomic(aux, category_table_xml(class_names))
+    return aux
+
+
 #: GDAL block cache (MB) while mapping.
 GDAL_CACHE_MB = 128
 
@@ -548,6 +604,7 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         batch = predictor.fixed_batch  # a static-batch export accepts no other
     mean, std = predictor.normalisation["mean"], predictor.normalisation["std"]
     num_classes = predictor.num_classes
+    peak = _PeakRss()  # the peak while mapping, not that of whatever ran before in this process (e.g. the demo's training)
     start = time.perf_counter()
 
     # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; a tile row of input blocks fits.
@@ -592,8 +649,7 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
             with rasterio.open(tmp, "w", **_output_profile(src, OUTPUT_BLOCK)) as dst, \
                     (open_raster(input_path) if masked or floating else contextlib.nullcontext()) as mask_src:
                 dst.write_colormap(1, {i: (*rgb, 255) for i, rgb in palette_colours(num_classes).items()})
-                dst.update_tags(1, **{f"CLASS_{i + 1}": n for i, n in enumerate(predictor.class_names)})
-                dst.update_tags(MODEL=predictor.name, TILE=str(tile), OVERLAP=str(overlap))
+                describe_map(dst, predictor, tile, overlap)
                 writer = _BlockRowWriter(dst, mask_src, nonfinite_bands=(bands or list(range(src.count))) if floating else None,
                                          masked=masked)
                 # Reading (and decompressing) the next batch overlaps with the network on this one.
@@ -615,9 +671,10 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
                 if factors:  # internal overviews (mode of classes): GIS viewers and the preview read those
                     dst.build_overviews(factors, Resampling.mode)
 
+        write_category_table(out_path, predictor.class_names)
         seconds = time.perf_counter() - start
         if preview is not None:
-            render_preview(out_path, preview, predictor.class_names)
+            render_preview(out_path, preview, predictor.class_names, input_path=input_path, bands=bands)
     return {
         "output": str(out_path),
         "preview": str(preview) if preview is not None else None,
@@ -626,25 +683,43 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         "tiles": tiles_done,
         "seconds": round(seconds, 3),
         "mpx_per_s": round(width * height / 1e6 / max(seconds, 1e-9), 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak.mb(),
     }
 
 
-def render_preview(map_path: str | Path, png_path: str | Path, class_names: Sequence[str], max_side: int = 1024) -> Path:
-    """A downsampled colour PNG of a class map with a legend (only the first ``max_side`` px are read per side)."""
+class _PeakRss:
+    """Peak resident memory (MB) of this process from now on: Linux's high-water mark ``VmHWM``, reset by
+    writing 5 to ``/proc/self/clear_refs``; elsewhere the process's lifetime peak (``ru_maxrss``)."""
+
+    def __init__(self):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.reset = True
+        except OSError:
+            self.reset = False
+
+    def mb(self) -> float:
+        if self.reset:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def render_preview(map_path: str | Path, png_path: str | Path, class_names: Sequence[str], max_side: int = 1024,
+                   input_path: str | Path | None = None, bands: Sequence[int] | None = None) -> Path:
+    """A downsampled colour PNG of a class map with a legend and a scale bar; with ``input_path``, the input
+    (its first three model bands, contrast-stretched) beside it. Rasters are read decimated (overviews),
+    never whole."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.patches import Patch
-    from rasterio.enums import Resampling
 
-    from terralite.data.raster import open_raster
-
-    with open_raster(map_path) as src:
-        scale = max(src.height, src.width) / max_side
-        shape = (max(1, round(src.height / max(scale, 1))), max(1, round(src.width / max(scale, 1))))
-        classes = src.read(1, out_shape=shape, resampling=Resampling.nearest)  # decimated: never the full raster
+    with _open_decimated(map_path, max_side) as (src, shape):
+        classes = src.read(1, out_shape=shape, resampling=_nearest())
+        metres_per_px = _metres_per_pixel(src) * src.width / shape[1]
     colours = palette_colours(len(class_names))
     lut = np.zeros((256, 3), dtype=np.uint8)
     for value, rgb in colours.items():
@@ -654,13 +729,90 @@ def render_preview(map_path: str | Path, png_path: str | Path, class_names: Sequ
                for i, name in enumerate(class_names, start=1) if i in present]
     if 0 in present:
         handles.append(Patch(facecolor="black", edgecolor="black", label="0 no data"))
-    fig, ax = plt.subplots(figsize=(8 * shape[1] / max(shape) + 3, 8 * shape[0] / max(shape) + 0.5), dpi=100)
-    ax.imshow(lut[classes], interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title(Path(map_path).name)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
+    panels = [("map", lut[classes])]
+    if input_path is not None:
+        panels.insert(0, ("input", _input_rgb(input_path, shape, bands)))
+    aspect = shape[1] / shape[0]
+    height = 6.0
+    fig, axes = plt.subplots(1, len(panels), figsize=(height * aspect * len(panels) + 2.6, height + 0.6), dpi=100, squeeze=False)
+    for ax, (title, image) in zip(axes[0], panels):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title}: {Path(input_path if title == 'input' else map_path).name}", fontsize=10)
+        if metres_per_px:
+            _scale_bar(ax, shape[1], metres_per_px)
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=9,
+                       title="class", title_fontsize=9)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return Path(png_path)
+
+
+def _nearest():
+    from rasterio.enums import Resampling
+
+    return Resampling.nearest
+
+
+@contextlib.contextmanager
+def _open_decimated(path: str | Path, max_side: int):
+    """An open raster and the ``(h, w)`` its longest side fits in ``max_side`` px at."""
+    from terralite.data.raster import open_raster
+
+    with open_raster(path) as src:
+        scale = max(1.0, max(src.height, src.width) / max_side)
+        yield src, (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+
+
+def _input_rgb(path: str | Path, shape: tuple[int, int], bands: Sequence[int] | None) -> np.ndarray:
+    """``(h, w, 3)`` uint8 of the input's first three (model) bands, each stretched between its 2nd and 98th
+    percentile; a single band is shown grey."""
+    from rasterio.enums import Resampling
+
+    from terralite.data.raster import open_raster
+
+    with open_raster(path) as src:
+        chosen = list(bands) if bands is not None else list(range(src.count))
+        indexes = [b + 1 for b in chosen[:3]]
+        data = src.read(indexes, out_shape=(len(indexes), *shape), resampling=Resampling.bilinear).astype(np.float32)
+        valid = src.dataset_mask(out_shape=shape) > 0
+    if data.shape[0] < 3:
+        data = np.repeat(data[:1], 3, axis=0)
+    out = np.zeros((*shape, 3), dtype=np.uint8)
+    for c in range(3):
+        band = data[c]
+        low, high = np.percentile(band[valid], (2, 98)) if valid.any() else (0.0, 1.0)
+        out[..., c] = np.clip((band - low) / max(high - low, 1e-6) * 255, 0, 255).astype(np.uint8)
+    out[~valid] = 0
+    return out
+
+
+def _metres_per_pixel(src) -> float | None:
+    """Ground size of one pixel (x) in metres: from the geotransform, in degrees converted at the raster's
+    centre latitude for a geographic CRS; None without a CRS."""
+    if src.crs is None:
+        return None
+    size = abs(src.transform.a)
+    if src.crs.is_geographic:
+        lat = src.transform.f + src.transform.e * src.height / 2
+        return size * 111_320 * np.cos(np.radians(lat))
+    return size * (src.crs.linear_units_factor[1] if src.crs.linear_units_factor else 1.0)
+
+
+def _scale_bar(ax, width_px: int, metres_per_px: float) -> None:
+    """A bar of a round length (1, 2 or 5 x 10^k m) about a fifth of the image wide, at the lower left."""
+    from matplotlib.patches import Rectangle
+
+    target = width_px * metres_per_px / 5
+    exponent = 10 ** np.floor(np.log10(target))
+    length = max(m * exponent for m in (1, 2, 5) if m * exponent <= target)
+    px = length / metres_per_px
+    x0, y0 = width_px * 0.04, ax.get_ylim()[0] - width_px * 0.04  # image y grows downwards
+    bar_h = max(width_px * 0.012, 1)
+    ax.add_patch(Rectangle((x0, y0 - bar_h), px, bar_h, facecolor="white", edgecolor="black", linewidth=1))
+    label = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
+    ax.text(x0 + px / 2, y0 - bar_h * 1.8, label, ha="center", va="bottom", fontsize=9, color="black",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75, "pad": 1.5})

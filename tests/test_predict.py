@@ -94,7 +94,7 @@ def test_map_has_input_georeference_values_and_colour_table(tmp_path):
         assert colormap[value][:3] == PALETTE[value]
     assert summary["tiles"] == len(tile_offsets(96, 64, 48)) * len(tile_offsets(160, 64, 48))
     assert (tmp_path / "map.png").stat().st_size > 1000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "map.png", "map.tif"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif", "map.png", "map.tif", "map.tif.aux.xml"]  # no temp files
 
 
 @pytest.mark.parametrize("shape", [(200, 300), (113, 50), (40, 70), (64, 64)])

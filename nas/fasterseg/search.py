@@ -378,11 +378,12 @@ class FasterSegSearch(SearchMethod):
                    "teacher_ms": derived["teacher"]["latency_ms"], "student_ms": derived["student"]["latency_ms"],
                    "student_fps": student_fps, "teacher_branches": derived["teacher"]["branch_set"],
                    "student_branches": derived["student"]["branch_set"]}
-        self.history.append({"epoch": epoch + 1, **arch_summary(self.supernet, "student")})
+        self.history.append({"epoch": epoch + 1, **arch_summary(self.supernet, "student"), "student_fps": student_fps})
         if self.dist.is_main:
             for role in ROLES:
                 self._write_arch(role, derived[role], epoch)
-            plot_arch_evolution(self.history, self.run_dir / "arch_evolution.png")
+            plot_arch_evolution(self.history, self.run_dir / "arch_evolution.png", target_fps=cfg.target.fps,
+                                band=cfg.target.band, warmup_epochs=cfg.warmup_epochs)
         return metrics
 
     def finish(self) -> None:

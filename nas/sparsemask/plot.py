@@ -2,7 +2,8 @@
 
 Left column: the encoder taps (deep at the top) and the global pool of tap 0 (``up0``); right column: the
 decoder stages at the same rows (stage ``i`` works at tap ``i``'s resolution). Straight lines are kept
-``tapJ`` / ``up0`` inputs, arcs on the right are kept ``upK`` inputs (stage K−1 → stage i). Empty stages are grey.
+``tapJ`` / ``up0`` inputs, arcs on the right are kept ``upK`` inputs (stage K−1 → stage i), coloured by kind
+(:data:`EDGE_COLOURS`, in the legend). Dropped stages (no kept input) and unused taps are grey.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from terralite.search_spaces.sparsemask.topology import NUM_STAGES, TAP, TAP_CHA
 from terralite.atomic import atomic_path
 
 
-def plot_connectivity(arch: dict, path: str | Path, title: str = "") -> Path:
-    """Draw ``arch`` into a PNG at ``path`` (written atomically; matplotlib's Agg canvas, no display)."""
+#: Edge colours of the picture and what each means (the legend).
+EDGE_COLOURS = {
+    "encoder tap → stage": "#1f4e9c",
+    "global pool (up0) → stage": "#c77700",
+    "stage → later stage (up input)": "#2a7d2a",
+}
+
+
+def connectivity_figure(arch: dict, title: str = ""):
+    """The picture of ``arch`` as a matplotlib ``Figure`` (Agg canvas, no display), with a legend."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch, Patch
 
+    tap_colour, pool_colour, up_colour = EDGE_COLOURS.values()
     mask = arch_to_mask(arch)
-    fig = Figure(figsize=(7.5, 7.5))
+    fig = Figure(figsize=(7.5, 8.3))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     rows = {s: NUM_STAGES - s for s in range(NUM_STAGES)}  # stage/tap s at height 9 - s (deep on top)
@@ -31,7 +42,7 @@ def plot_connectivity(arch: dict, path: str | Path, title: str = "") -> Path:
     pool_y = NUM_STAGES + 1.0
 
     def node(x, y, text, live, colour):
-        ax.text(x, y, text, ha="center", va="center", fontsize=8,
+        ax.text(x, y, text, ha="center", va="center", fontsize=8, color="black" if live else "#999999",
                 bbox={"boxstyle": "round,pad=0.3", "fc": colour if live else "#eeeeee", "ec": "black" if live else "#bbbbbb"})
 
     used_taps = mask[:, :, TAP].any(axis=0)
@@ -47,16 +58,27 @@ def plot_connectivity(arch: dict, path: str | Path, title: str = "") -> Path:
     for s, idx, kind in np.argwhere(mask):
         end = (stage_x - 0.12, rows[s])
         if kind == TAP:
-            ax.add_patch(FancyArrowPatch((tap_x + 0.17, rows[idx]), end, arrowstyle="->", mutation_scale=8, color="#1f4e9c", lw=0.9))
+            ax.add_patch(FancyArrowPatch((tap_x + 0.17, rows[idx]), end, arrowstyle="->", mutation_scale=8, color=tap_colour, lw=0.9))
         elif idx == 0:
-            ax.add_patch(FancyArrowPatch((pool_x + 0.2, pool_y), end, arrowstyle="->", mutation_scale=8, color="#c77700", lw=0.9))
+            ax.add_patch(FancyArrowPatch((pool_x + 0.2, pool_y), end, arrowstyle="->", mutation_scale=8, color=pool_colour, lw=0.9))
         else:
             ax.add_patch(FancyArrowPatch((stage_x + 0.1, rows[idx - 1]), (stage_x + 0.1, rows[s]), arrowstyle="->",
-                                         connectionstyle="arc3,rad=-0.5", mutation_scale=8, color="#2a7d2a", lw=0.9))
+                                         connectionstyle="arc3,rad=-0.5", mutation_scale=8, color=up_colour, lw=0.9))
     ax.set_xlim(-0.4, 1.75)
     ax.set_ylim(0.3, NUM_STAGES + 1.7)
     ax.axis("off")
+    dropped = [s for s in range(NUM_STAGES) if not mask[s].any()]
+    handles = [Line2D([], [], color=c, lw=1.5, marker=">", markersize=5, label=label) for label, c in EDGE_COLOURS.items()]
+    handles.append(Patch(facecolor="#eeeeee", edgecolor="#bbbbbb",
+                         label="dropped (no kept input / unused)" + (f": stages {', '.join(map(str, dropped))}" if dropped else "")))
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=8, frameon=False)
     ax.set_title(title or f"SparseMask architecture: {num_connections(arch)} connections", fontsize=10)
+    return fig
+
+
+def plot_connectivity(arch: dict, path: str | Path, title: str = "") -> Path:
+    """Draw ``arch`` into a PNG at ``path`` (written atomically)."""
+    fig = connectivity_figure(arch, title)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")

@@ -148,6 +148,9 @@ def _check_config(cfg: SparseMaskSearchConfig) -> None:
         raise TerraLiteError(f"lambda (sparsity_weight) must be >= 0, got {cfg.sparsity_weight}")
     if cfg.budget_gmacs is not None and cfg.budget_gmacs <= 0:
         raise TerraLiteError(f"--budget-gmacs must be positive, got {cfg.budget_gmacs}")
+    if cfg.encoder_weights and not Path(cfg.encoder_weights).is_file():  # before the dataset is read, not after
+        raise TerraLiteError(f"pretrained encoder weights file {cfg.encoder_weights} does not exist; --pretrained expects "
+                             "torchvision mobilenet_v2 ImageNet weights (a .pth state dict); nothing is downloaded")
 
 
 class SparseMaskSearch(SearchMethod):

@@ -165,8 +165,14 @@ def build(arch: dict, in_channels: int = 3, num_classes: int = 8, encoder_weight
 
 
 def build_from_spec(spec: dict) -> SparseMaskNet:
-    """Model-kind builder for ``{"kind": "sparsemask", "arch": {...}, "in_channels", "num_classes"}``."""
+    """Model-kind builder for ``{"kind": "sparsemask", "arch": {...}, "in_channels", "num_classes"}`` (and a
+    transient ``pretrained`` encoder weights file, see :func:`terralite.models.build_model`)."""
     if "arch" not in spec:
         raise TerraLiteError("a sparsemask model spec needs an 'arch' field (the kept connections per stage); "
                              "write one with `terralite search sparsemask` or see search_spaces/sparsemask/arch.py")
-    return build(spec["arch"], in_channels=spec.get("in_channels", 3), num_classes=spec.get("num_classes", 8))
+    return build(spec["arch"], in_channels=spec.get("in_channels", 3), num_classes=spec.get("num_classes", 8),
+                 encoder_weights=spec.get("pretrained"))
+
+
+# ``build_model(spec, pretrained=FILE)`` hands FILE over as the spec's ``pretrained`` field: the encoder's weights.
+build_from_spec.pretrained_weights = "torchvision mobilenet_v2 ImageNet weights (a .pth state dict) for the encoder"

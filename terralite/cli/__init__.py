@@ -2,7 +2,8 @@
 
 Each subcommand module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args)``; it
 imports heavy libraries inside ``run`` so that ``terralite --help`` stays fast. User errors
-(:class:`~terralite.errors.TerraLiteError`) end in one line on stderr and exit status 2.
+(:class:`~terralite.errors.TerraLiteError`) end in one line on stderr and exit status 2. Third-party
+warnings a user cannot act on are hidden while a subcommand runs (:func:`quiet_library_warnings`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ TTA_HELP = ("none; hflip = identity + horizontal flip (the OpenEarthMap protocol
 
 # subcommand name → module (in the order --help lists them)
 SUBCOMMANDS = {
+    "models": "terralite.cli.models",
     "data": "terralite.cli.data",
     "train": "terralite.cli.train",
     "eval": "terralite.cli.eval",
@@ -37,6 +39,7 @@ SUBCOMMANDS = {
     "quantize": "terralite.cli.quantize",
     "export": "terralite.cli.export",
     "predict": "terralite.cli.predict",
+    "card": "terralite.cli.card",
     "demo": "terralite.cli.demo",
 }
 
@@ -56,14 +59,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Libraries whose UserWarnings are notes to their own developers (tracing, export internals), not to a user.
+QUIET_LIBRARIES = r"(torch|torchvision|timm|segmentation_models_pytorch|fvcore|torch_pruning|onnx|onnxscript|onnxruntime|rasterio)(\.|$)"
+
+
+def quiet_library_warnings() -> None:
+    """Hide the third-party warnings a user cannot act on: deprecations (of what the libraries call from each
+    other), torch's tracer warnings and library-internal UserWarnings. Only the ``terralite`` command does this
+    (the library leaves warnings alone); ``python -W ...`` or ``PYTHONWARNINGS`` keeps every warning."""
+    import warnings
+
+    if sys.warnoptions:
+        return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+    # torch.jit.TracerWarning (fvcore traces networks to count MACs), matched by message: no torch import here
+    warnings.filterwarnings("ignore", message=r"(Converting a tensor to a Python|torch\.tensor results are registered as "
+                                              r"constants|Iterating over a tensor might cause the trace)")
+    warnings.filterwarnings("ignore", category=UserWarning, module=QUIET_LIBRARIES)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         from terralite.output_guard import check_cli_outputs
 
         check_cli_outputs(parser, args)  # an output that is an input is refused before anything runs
-        status = args._run(args)
+        with warnings.catch_warnings():
+            quiet_library_warnings()
+            status = args._run(args)
     except TerraLiteError as exc:
         print(f"terralite: error: {exc}", file=sys.stderr)
         return 2

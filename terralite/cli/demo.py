@@ -17,12 +17,15 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
+    from terralite.cli.options import add_threads_option
+
     parser.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
     parser.add_argument("--fast", action="store_true", help="tiny sizes: finishes in seconds (a smoke test, not a result)")
     parser.add_argument("--device", default="cpu", help="device for training and benchmarks: cpu (default), cuda or cuda:N")
     parser.add_argument("--only", metavar="STEP[,STEP]", default=None,
                         help="run only these steps (their inputs must exist); see --list")
     parser.add_argument("--list", action="store_true", help="list the steps and exit")
+    add_threads_option(parser)
 
 
 def run(args) -> int:
@@ -32,5 +35,5 @@ def run(args) -> int:
         print("\n".join(list_steps()))
         return 0
     run_demo(args.out, fast=args.fast, device=args.device,
-             only=[s.strip() for s in args.only.split(",")] if args.only else None)
+             only=[s.strip() for s in args.only.split(",")] if args.only else None, threads=args.threads)
     return 0

@@ -1,4 +1,4 @@
-"""Command-line options every job shares: ``--config``, ``--set``, ``--print-config``.
+"""Command-line options every job shares: ``--config``, ``--set``, ``--print-config``; and ``--threads``.
 
 A job's settings resolve through one path (:func:`terralite.config.resolve_config`): defaults ← preset ←
 ``--config`` YAML ← ``--set key=value`` ← the command's own flags, which set typed fields directly. With
@@ -37,3 +37,23 @@ def printed_config(args: argparse.Namespace, cfg: Any) -> bool:
 
     print(dump_yaml(cfg), end="")
     return True
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: CPU threads, so that jobs sharing a machine do not oversubscribe it."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (torch.set_num_threads) and ONNX Runtime's intra-op pool "
+                             "(default: the libraries' choice, all cores)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to torch (process-wide); None leaves the library default."""
+    if threads is None:
+        return
+    if threads < 1:
+        from terralite.errors import TerraLiteError
+
+        raise TerraLiteError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)

@@ -25,6 +25,8 @@ def _ints(text: str) -> list[int]:
 
 
 def add_arguments(parser) -> None:
+    from terralite.cli.options import add_threads_option
+
     parser.add_argument("model", metavar="MODEL", help="TerraLite checkpoint (.pt) or ONNX file (.onnx)")
     parser.add_argument("input", metavar="FILE", help="input raster (GeoTIFF)")
     parser.add_argument("--out", required=True, metavar="FILE", help="output class map (GeoTIFF, e.g. MAP.tif)")
@@ -43,14 +45,18 @@ def add_arguments(parser) -> None:
     parser.add_argument("--mean", type=_floats, metavar="M1,M2,...", help="override the input mean (raw pixel units, per model band)")
     parser.add_argument("--std", type=_floats, metavar="S1,S2,...", help="override the input std (raw pixel units, per model band)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_option(parser)
 
 
 def run(args) -> int:
     from terralite.benchmark.mapping import map_raster
+    from terralite.cli.options import set_threads
 
+    set_threads(args.threads)
     summary = map_raster(args.model, args.input, args.out, runtime=args.runtime, device=args.device, tta=args.tta,
                          tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, preview=args.preview,
-                         bands=args.bands, mean=args.mean, std=args.std, progress=not args.quiet)
+                         bands=args.bands, mean=args.mean, std=args.std, progress=not args.quiet,
+                         threads=args.threads)
     print(
         f"wrote {summary['output']} ({summary['width']}x{summary['height']} px, {summary['tiles']} tiles, "
         f"{summary['seconds']:.1f} s, {summary['mpx_per_s']:.2f} Mpx/s, peak RSS {summary['peak_rss_mb']:.0f} MB)"

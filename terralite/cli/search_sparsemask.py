@@ -26,8 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, help="global batch size (at least 2 per process)")
     parser.add_argument("--lambda", dest="sparsity_weight", type=float, metavar="L", help="sparsity loss weight (default 0.01)")
     parser.add_argument("--budget-gmacs", type=float, metavar="G", help="GMACs budget of the derived network at 1024x1024")
-    parser.add_argument("--encoder-weights", metavar="FILE", help="torchvision mobilenet_v2 ImageNet weights file (.pth) "
-                                                                 "initialising the encoder (not stored in arch.json)")
+    parser.add_argument("--pretrained", "--encoder-weights", dest="encoder_weights", metavar="FILE",
+                        help="torchvision mobilenet_v2 ImageNet weights file (.pth) you provide, initialising the encoder "
+                             "(not stored in arch.json; nothing is downloaded)")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--amp", choices=["auto", "fp16", "bf16", "none"], help="mixed precision (default auto: bf16/fp16 on GPU)")
     parser.add_argument("--workers", type=int, help="data-loader workers per process")

@@ -49,6 +49,7 @@ class TrainConfig:
     """Everything one training run needs. ``model`` is a baseline name, a spec/arch JSON or a checkpoint."""
 
     model: str = ""
+    pretrained: str | None = None  # weights file initialising a fresh network (its encoder), see models.build_model
     label: str | None = None  # name of the trained network in its checkpoint spec (default: the spec's own)
     data: DataConfig = field(default_factory=DataConfig)  # the dataset (a root folder is shorthand for data.root)
     out: str = ""

@@ -136,7 +136,11 @@ class Trainer(RunJob):
         if cfg.label:  # the name reports and leaderboards give the trained network
             self.spec["label"] = cfg.label
 
-        model = build_model(self.spec)
+        if cfg.pretrained and init_ckpt is not None:
+            raise TerraLiteError(f"--pretrained initialises a fresh network, but {cfg.model} is a checkpoint with its own "
+                                 "weights; drop --pretrained or pass a baseline name or an architecture JSON")
+        # A resumed run has its weights in last.pt: the pretrained file only initialised the first start.
+        model = build_model(self.spec, pretrained=cfg.pretrained if self.resume_ckpt is None else None)
         if init_ckpt is not None:
             from terralite.models import load_weights
 
