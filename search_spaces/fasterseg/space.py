@@ -56,6 +56,11 @@ class FasterSegSearchSpace(SearchSpace):
         return validate_arch(derive_arch(alphas, betas, ratios, list(branch_set), layers=c.layers, F=c.F, width_base=c.width_base,
                                          width_choices=list(c.widths), stem_width=stem_w, head_width=head_w))
 
+    def param_shapes(self) -> tuple[list, list, list]:
+        """Shapes of the arrays :meth:`arch_from_params` takes: per scale α (cells, ops), β (cells, 2; None at
+        1/8) and width logits (cells, widths). A multi-trial strategy sets them from its own choices."""
+        return self._shapes()
+
     def _shapes(self) -> tuple[list, list, list]:
         L, n_ops, n_w = self.cfg.layers, len(OP_NAMES), len(self.cfg.widths)
         return ([(L - j, n_ops) for j in range(3)], [None, (L - 2, 2), (L - 3, 2)],
