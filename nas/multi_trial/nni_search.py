@@ -32,7 +32,7 @@ from terralite.nas.multi_trial.table import trial_rows, write_outputs
 
 PREFIX = "nni-"
 #: ``--tuner`` → (NNI built-in tuner name, whether it takes a ``seed``)
-TUNERS = {"random": ("Random", True), "tpe": ("TPE", True), "evolution": ("Evolution", False), "anneal": ("Anneal", True)}
+TUNERS = {"random": ("Random", True), "tpe": ("TPE", True), "evolution": ("Evolution", False), "anneal": ("Anneal", False)}
 POLL_S = 1.0
 #: Seconds NNI may take to start its manager. NNI 3.0 gives it 3 s, which a loaded machine exceeds.
 MANAGER_START_S = 60
@@ -54,8 +54,9 @@ def _free_port() -> int:
 
 
 def tuner_class_args(tuner: str, seed: int, trials: int) -> dict:
-    """NNI class arguments of a tuner: maximise; seeded where the tuner takes a seed; the evolution
-    tuner's population is half the trials (2..32), so that it mutates within a short budget."""
+    """NNI class arguments of a tuner: maximise; seeded where the tuner takes a seed (evolution and anneal take
+    none: their proposals are not reproducible); the evolution tuner's population is half the trials (2..32),
+    so that it mutates within a short budget."""
     name, seeded = TUNERS[tuner]
     args = {"optimize_mode": "maximize"}
     if seeded:
