@@ -91,9 +91,10 @@ class SearchContext:
             if diffs:
                 raise TerraLiteError(f"{cfg.out} was started with other settings ({', '.join(diffs)} differ); rerun with the "
                                      f"settings in {path} to resume it, or choose another --out")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)  # before pricing: a measured latency is cached there
         ctx = cls(cfg, strategy)
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(path, json.dumps({"format": FORMAT, "version": VERSION, "strategy": strategy,
                                                 "target_ms": ctx.target_ms, "band_ms": list(ctx.band_ms),
                                                 "config": dataclasses.asdict(cfg)}, indent=1) + "\n")

@@ -39,7 +39,7 @@ def add_multi_trial_arguments(parser) -> None:
     parser.add_argument("--train-config", metavar="YAML", help="training settings file for every trial")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one training setting (repeatable), e.g. --set optim.lr=0.01")
-    parser.add_argument("--epochs", type=int, default=5, help="proxy budget: training epochs per trial (default 5)")
+    parser.add_argument("--epochs", type=int, default=5, help="proxy budget: training epochs per trial (default 5; wins over --train-config)")
     parser.add_argument("--steps-per-epoch", type=int, help="proxy budget: optimizer steps per epoch (default: the whole split)")
     parser.add_argument("--batch-size", type=int, help="training batch size (default: the preset's)")
     parser.add_argument("--crop", type=int, help="training crop size (multiple of 32; default: the preset's)")

@@ -241,13 +241,14 @@ def test_sparsemask_random_architectures_lie_in_the_band_by_measurement(tmp_path
     ref_path = tmp_path / "ref.json"
     ref_path.write_text(json.dumps({"kind": "sparsemask", "arch": ref}))
     cfg = resolve_multi_trial_config(train_flags={"data.root": str(synthetic_root), **BUDGET}, space="sparsemask",
-                                     out=str(tmp_path / "run"), match=str(ref_path), band=0.15, size=SIZE,
-                                     latency_runtime="torch", latency_iters=20)
+                                     out=str(tmp_path / "run"), match=str(ref_path), band=0.2, size=SIZE,
+                                     latency_runtime="torch", latency_iters=10)
     ctx = SearchContext.open(cfg, "random")
-    archs, counts = draw_in_band(ctx, 3, 300)
-    assert len(archs) == 3 and counts["drawn"] >= 3
+    archs, counts = draw_in_band(ctx, 2, 40)
+    assert len(archs) == 2 and counts["drawn"] >= 2
+    assert len(json.loads((tmp_path / "run" / "latency_cache.json").read_text())) == counts["drawn"] - counts["duplicates"] + 1
     for arch in archs:
-        again = measure_latency(space, arch, SIZE, "torch", "cpu", 3, 20)
+        again = measure_latency(space, arch, SIZE, "torch", "cpu", 3, 10)
         assert abs(again / ctx.target_ms - 1) <= 2 * cfg.band
 
 
