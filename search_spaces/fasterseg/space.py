@@ -60,6 +60,11 @@ class FasterSegSearchSpace(SearchSpace):
                                          width_choices=list(c.widths), stem_width=stem_w, head_width=head_w,
                                          ignore_skip=role == "teacher"))
 
+    def param_shapes(self) -> tuple[list, list, list]:
+        """Shapes of the arrays :meth:`arch_from_params` takes: per scale α (cells, ops), β (cells, 2; None at
+        1/8) and width logits (cells, widths). A multi-trial strategy sets them from its own choices."""
+        return self._shapes()
+
     def _shapes(self) -> tuple[list, list, list]:
         L, n_ops, n_w = self.cfg.layers, len(OP_NAMES), len(self.cfg.widths)
         return ([(L - j, n_ops) for j in range(3)], [None, (L - 2, 2), (L - 3, 2)],

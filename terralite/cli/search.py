@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 
-HELP = "run an architecture search (fasterseg or sparsemask)"
+HELP = "run an architecture search (fasterseg, sparsemask; multi-trial: random, nni)"
 
 # search method → module defining add_arguments(parser) and run(args)
 METHODS = {
     "fasterseg": "terralite.cli.search_fasterseg",
     "sparsemask": "terralite.cli.search_sparsemask",
+    "random": "terralite.cli.search_random",
+    "nni": "terralite.cli.search_nni",
 }
 
 

@@ -1,0 +1,99 @@
+"""Settings of a multi-trial search (random baseline or NNI tuner): the space, the latency target and band,
+the objective, and the one training recipe and proxy budget every trial is trained with.
+
+The resolved settings are written to ``RUN/search.json`` when a search starts; a later start in the same
+folder (a resume, or an NNI trial process) reads them back, and a start with other settings is refused —
+trials trained under different recipes or targets must not end up in one table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from terralite.engine.presets import TrainConfig, resolve_train_config
+from terralite.errors import TerraLiteError
+from terralite.nas.multi_trial.objective import check_objective
+
+SPACES = ("fasterseg", "sparsemask")
+#: Settings a later start of the same run may change (where things live, how a trial is run, not what it is).
+MAY_CHANGE = ("out", "measure", "train.device", "train.workers", "train.data")
+#: Data fields holding paths: stored absolute, because NNI starts trial processes in folders of its own.
+_DATA_PATHS = ("root", "image", "label", "region_mask")
+
+
+@dataclass
+class MultiTrialConfig:
+    """One multi-trial search. ``target_fps`` or ``match`` (an architecture JSON) sets the target latency."""
+
+    space: str = "fasterseg"
+    out: str = ""
+    lut: str | None = None  # fasterseg: the latency table (its space and input size are the search's)
+    target_fps: float | None = None
+    match: str | None = None  # architecture or spec JSON whose latency is the target (e.g. a searched student)
+    band: float = 0.05  # an architecture is trained only if |latency / target - 1| <= band
+    size: int = 1024  # sparsemask: input size its latency is measured at (fasterseg: the table's)
+    latency_runtime: str = "onnxruntime"  # sparsemask: runtime of the measured latency (and of --measure)
+    latency_warmup: int = 3
+    latency_iters: int = 10
+    objective: str = "fasterseg"  # terralite.nas.multi_trial.objective.OBJECTIVES
+    eval_split: str = "val"  # split each trained trial is evaluated on (its final weights)
+    measure: bool = False  # also time each trained network end to end (FasterSeg: beside its LUT latency)
+    seed: int = 0  # the random baseline's draws and the NNI tuner's seed (training uses train.seed)
+    train: TrainConfig = field(default_factory=TrainConfig)  # the recipe and budget of every trial
+
+    def validate(self) -> "MultiTrialConfig":
+        if self.space not in SPACES:
+            raise TerraLiteError(f"unknown search space {self.space!r} for a multi-trial search; valid: {', '.join(SPACES)}")
+        if not self.out:
+            raise TerraLiteError("a multi-trial search needs --out RUN")
+        if (self.target_fps is None) == (self.match is None):
+            raise TerraLiteError("give exactly one target: --target-fps F or --match ARCH.json")
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise TerraLiteError(f"--target-fps must be positive, got {self.target_fps}")
+        if not 0 < self.band < 1:
+            raise TerraLiteError(f"--band must lie in (0, 1), e.g. 0.05 for ±5 %, got {self.band}")
+        if self.size < 32 or self.size % 32:
+            raise TerraLiteError(f"--size must be a positive multiple of 32, got {self.size}")
+        if self.latency_iters < 1 or self.latency_warmup < 0:
+            raise TerraLiteError("--latency-iters must be at least 1 and --latency-warmup at least 0")
+        check_objective(self.objective)
+        if not (self.train.data.root or self.train.data.image):
+            raise TerraLiteError("a multi-trial search needs a dataset: --data ROOT")
+        return self
+
+    def absolute(self) -> "MultiTrialConfig":
+        """A copy with every path made absolute."""
+        data = dataclasses.replace(self.train.data, **{k: os.path.abspath(getattr(self.train.data, k))
+                                                        for k in _DATA_PATHS if getattr(self.train.data, k)})
+        paths = {k: os.path.abspath(getattr(self, k)) for k in ("out", "lut", "match") if getattr(self, k)}
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, data=data), **paths)
+
+
+def resolve_multi_trial_config(train_preset: str | None = None, train_yaml: str | None = None,
+                               train_overrides: list[str] | None = None, train_flags: dict | None = None,
+                               **fields) -> MultiTrialConfig:
+    """The search settings from ``fields`` (None = default) and the trials' recipe: the training preset
+    (default: the space's own, ``fasterseg`` or ``sparsemask``) ← ``train_yaml`` ← ``train_overrides`` ←
+    ``train_flags`` (explicit options such as ``epochs``, ``steps_per_epoch``, ``data.root``)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    space = given.get("space", MultiTrialConfig.space)
+    train = resolve_train_config(train_preset or (space if space in SPACES else None), train_yaml, train_overrides,
+                                 **(train_flags or {}))
+    return MultiTrialConfig(**given, train=train).validate().absolute()
+
+
+def settings_diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two ``to_dict`` forms (except :data:`MAY_CHANGE`)."""
+    diffs = []
+    for key in sorted(set(saved) | set(current)):
+        name = prefix + key
+        if name in MAY_CHANGE:
+            continue
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += settings_diff(a, b, name + ".")
+        elif a != b:
+            diffs.append(name)
+    return diffs

@@ -1,0 +1,67 @@
+"""The latency-matched random baseline: K architectures drawn with the space's ``sample``, each priced by the
+latency model and kept only inside the band around the target, each trained with the same recipe.
+
+The draws are a function of the seed alone (``default_rng(seed)``, one ``sample`` per draw), and the latency
+of a draw is exact (table) or cached (measured), so a second start draws the same sequence, finds the
+finished trials' rows and trains only what is missing; a larger ``samples`` continues the sequence.
+An architecture drawn a second time is counted as a duplicate and not trained again. Rejected draws are
+counted, never written as trials.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from terralite.nas.multi_trial.config import MultiTrialConfig
+from terralite.nas.multi_trial.context import SearchContext
+from terralite.nas.multi_trial.latency import arch_key
+from terralite.nas.multi_trial.table import trial_rows, write_outputs
+from terralite.nas.multi_trial.trial import run_trial
+
+PREFIX = "random-"
+
+
+def draw_in_band(ctx: SearchContext, samples: int, max_draws: int) -> tuple[list[dict], dict]:
+    """The first ``samples`` distinct in-band architectures of the seed's sequence (at most ``max_draws``
+    draws), and the counts: ``drawn``, ``in_band``, ``rejected_latency``, ``duplicates``."""
+    rng = np.random.default_rng(ctx.cfg.seed)
+    archs, seen = [], set()
+    counts = {"drawn": 0, "in_band": 0, "rejected_latency": 0, "duplicates": 0}
+    while len(archs) < samples and counts["drawn"] < max_draws:
+        arch = ctx.space.sample(rng)
+        counts["drawn"] += 1
+        key = arch_key(ctx.space, arch)
+        if key in seen:
+            counts["duplicates"] += 1
+            continue
+        seen.add(key)
+        if not ctx.in_band(ctx.latency(arch)):
+            counts["rejected_latency"] += 1
+            continue
+        counts["in_band"] += 1
+        archs.append(arch)
+    return archs, counts
+
+
+def random_search(cfg: MultiTrialConfig, samples: int, max_draws: int = 2000) -> dict:
+    """Run (or resume) the random baseline in ``cfg.out``; returns the summary (see :mod:`.table`)."""
+    from terralite.errors import TerraLiteError
+
+    if samples < 1 or max_draws < samples:
+        raise TerraLiteError(f"--samples must be at least 1 and --max-draws at least --samples, got {samples} and {max_draws}")
+    ctx = SearchContext.open(cfg, "random")
+    archs, counts = draw_in_band(ctx, samples, max_draws)
+    lo, hi = ctx.band_ms
+    print(f"random search: {counts['in_band']} architecture(s) in [{lo:.2f}, {hi:.2f}] ms after {counts['drawn']} draw(s) "
+          f"({counts['rejected_latency']} rejected by latency, {counts['duplicates']} duplicate(s))", file=sys.stderr)
+    for k, arch in enumerate(archs):
+        run_trial(ctx, f"{PREFIX}{k:03d}", arch)
+    rows = trial_rows(ctx, PREFIX)[:samples]
+    counts["trained"] = sum(r["status"] == "trained" for r in rows)
+    summary = write_outputs(ctx, rows, counts)
+    if len(archs) < samples:
+        print(f"random search: only {len(archs)} of {samples} architectures within the band after {max_draws} draws; "
+              "widen --band or raise --max-draws", file=sys.stderr)
+    return summary

@@ -1,0 +1,270 @@
+"""Multi-trial search: tuner encodings, the latency band, rejection counting, resume, outputs, and a real
+2-trial NNI experiment (skipped without the ``nni`` extra)."""
+
+import csv
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from terralite.cli import main
+from terralite.errors import TerraLiteError
+from terralite.nas.fasterseg.latency import table_conditions, table_entries
+from terralite.nas.latency_table import LatencyTable
+from terralite.nas.multi_trial import encoding
+from terralite.nas.multi_trial.config import resolve_multi_trial_config
+from terralite.nas.multi_trial.context import SearchContext
+from terralite.nas.multi_trial.objective import objective
+from terralite.nas.multi_trial.random_search import draw_in_band, random_search
+from terralite.nas.multi_trial.trial import run_trial
+from terralite.search_spaces.base import get_search_space
+from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
+
+SIZE = 64
+# the proxy budget of the tests: one optimizer step of batch 2 on 64 px crops
+BUDGET = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "crop": 64, "device": "cpu"}
+BUDGET_ARGS = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_space():
+    return FasterSegSearchSpace.from_preset("tiny", widths=[6, 12])
+
+
+@pytest.fixture(scope="module")
+def lut(tmp_path_factory, tiny_space):
+    """A table over every entry of the tiny space at 64 px with made-up but key-dependent latencies (0.1–10 ms),
+    so that architectures differ in latency and the arithmetic is exact (no timing in the default suite)."""
+    cond = table_conditions(tiny_space, SIZE, torch.device("cpu"), "onnxruntime")
+    table = LatencyTable(cond, {k: 0.1 + (zlib.crc32(k.encode()) % 100) / 10 for k in table_entries(tiny_space, SIZE)})
+    path = tmp_path_factory.mktemp("lut") / "lut.json"
+    table.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def median_fps(lut, tiny_space):
+    """A target FPS at the median LUT latency of sampled students (about half the draws fall in a wide band)."""
+    from terralite.nas.fasterseg.latency import arch_latency
+
+    table = LatencyTable.load(lut)
+    rng = np.random.default_rng(123)
+    ms = [arch_latency(table, tiny_space.sample(rng), SIZE, 3, 8)["total"] for _ in range(40)]
+    return 1000.0 / float(np.median(ms))
+
+
+def _cfg(out, data, lut, fps, band=0.1, **extra):
+    return resolve_multi_trial_config(train_flags={"data.root": str(data), **BUDGET}, space="fasterseg", out=str(out),
+                                      lut=str(lut), target_fps=fps, band=band, **extra)
+
+
+# -- encodings ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, kwargs", [("fasterseg", {"cfg": "tiny"}), ("sparsemask", {})])
+def test_encoding_decodes_every_draw_into_a_valid_architecture(name, kwargs):
+    space = get_search_space(name, **kwargs)
+    nni_space = encoding.to_nni_search_space(space)
+    assert set(nni_space) == set(encoding.variables(space)) and nni_space
+    assert all(v["_type"] in ("choice", "uniform") and v["_value"] for v in nni_space.values())
+    rng = np.random.default_rng(0)
+    archs = []
+    for _ in range(5):
+        values = json.loads(json.dumps(encoding.sample_values(space, rng)))  # as NNI hands them over (JSON)
+        arch = encoding.decode(space, values)
+        assert space.validate(arch) == arch
+        archs.append(space.to_json(arch))
+    assert len(set(archs)) > 1  # the values reach the architecture
+
+
+def test_fasterseg_encoding_sets_ops_and_widths(tiny_space):
+    values = encoding.sample_values(tiny_space, np.random.default_rng(1))
+    values.update({k: "conv" for k in values if k.startswith("a")})
+    values.update({k: 0 for k in values if k.startswith("w")})
+    arch = encoding.decode(tiny_space, values)
+    cells = [c for b in arch["branches"] for c in b["cells"]]
+    assert {c["op"] for c in cells} == {"conv"}
+    narrow = tiny_space.cfg.widths[0]
+    assert {c["width"] for c in cells[:-1]} <= {narrow, arch["head_width"]}
+
+
+def test_sparsemask_values_without_output_decode_to_no_architecture():
+    space = get_search_space("sparsemask")
+    values = {name: 0 for name in encoding.variables(space)}
+    with pytest.raises(encoding.NoArchitecture):
+        encoding.decode(space, values)
+    with pytest.raises(TerraLiteError, match="lack"):
+        encoding.decode(space, {})
+
+
+def test_objective_is_fasterseg_rule():
+    assert objective("fasterseg", 0.5, 10.0, 10.0) == pytest.approx(0.5)
+    assert objective("fasterseg", 0.5, 20.0, 10.0) == pytest.approx(0.5 * 2 ** -0.07)
+    assert objective("miou", 0.5, 20.0, 10.0) == 0.5
+
+
+# -- band and rejection -----------------------------------------------------------------------------
+def test_random_draws_lie_in_the_band_and_rejections_are_counted(tmp_path, synthetic_root, lut, median_fps):
+    ctx = SearchContext.open(_cfg(tmp_path / "run", synthetic_root, lut, median_fps, band=0.05), "random")
+    archs, counts = draw_in_band(ctx, 4, 500)
+    assert len(archs) == 4 == counts["in_band"]
+    assert counts["drawn"] == counts["in_band"] + counts["rejected_latency"] + counts["duplicates"]
+    assert counts["rejected_latency"] > 0
+    target = 1000.0 / median_fps
+    for arch in archs:
+        assert abs(ctx.latency(arch) / target - 1) <= 0.05
+    again, counts_again = draw_in_band(ctx, 4, 500)  # a function of the seed alone
+    assert again == archs and counts_again == counts
+
+
+def test_trial_outside_the_band_is_rejected_untrained(tmp_path, synthetic_root, lut, median_fps, tiny_space):
+    ctx = SearchContext.open(_cfg(tmp_path / "run", synthetic_root, lut, median_fps, band=0.05), "random")
+    heavy = tiny_space.max_arch()  # a teacher-width architecture: far slower than the median student
+    row = run_trial(ctx, "random-999", heavy)
+    assert row["status"] == "rejected" and "outside" in row["reason"]
+    assert not (ctx.trial_dir("random-999") / "train").exists()
+    assert not (ctx.trial_dir("random-999") / "arch.json").exists()
+
+
+def test_match_targets_an_architecture_latency(tmp_path, synthetic_root, lut, tiny_space):
+    arch = tiny_space.sample(np.random.default_rng(5))
+    path = tmp_path / "student.json"
+    path.write_text(json.dumps({"kind": "fasterseg", "arch": arch}))
+    cfg = resolve_multi_trial_config(train_flags={"data.root": str(synthetic_root), **BUDGET}, space="fasterseg",
+                                     out=str(tmp_path / "run"), lut=str(lut), match=str(path))
+    ctx = SearchContext.open(cfg, "random")
+    assert ctx.target_ms == pytest.approx(ctx.latency(arch))
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, synthetic_root, lut, capsys):
+    base = ["search", "random", "--space", "fasterseg", "--data", str(synthetic_root), "--samples", "1", *BUDGET_ARGS]
+    assert main([*base, "--out", str(tmp_path / "a"), "--target-fps", "10"]) == 2  # fasterseg without --lut
+    assert "--lut" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "b"), "--lut", str(lut), "--target-fps", "10", "--band", "1.5"]) == 2
+    assert "--band" in capsys.readouterr().err
+
+
+# -- the random baseline end to end, resume --------------------------------------------------------------
+def test_random_search_trains_writes_outputs_and_resumes(tmp_path, synthetic_root, lut, median_fps, monkeypatch):
+    run = tmp_path / "run"
+    cfg = _cfg(run, synthetic_root, lut, median_fps, band=0.1)
+    summary = random_search(cfg, samples=2)
+    assert summary["counts"]["trained"] == 2 and summary["counts"]["in_band"] == 2
+    with open(run / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["trial"] for r in rows] == ["random-000", "random-001"]
+    lo, hi = summary["band_ms"]
+    for r in rows:
+        assert r["status"] == "trained" and lo <= float(r["latency_ms"]) <= hi
+        assert 0.0 <= float(r["miou"]) <= 1.0 and int(r["params"]) > 0 and float(r["gmacs"]) > 0
+        assert (run / r["arch_json"]).is_file()
+        assert float(r["objective"]) == pytest.approx(float(r["miou"]) * (float(r["latency_ms"]) / summary["target_ms"]) ** -0.07)
+    best = json.loads((run / "best.json").read_text())
+    assert best["kind"] == "fasterseg" and best["label"] == f"fasterseg-{summary['best']['trial']}"
+    assert (run / "trials.png").stat().st_size > 0 and "| random-001 |" in (run / "trials.md").read_text()
+
+    # a rerun trains nothing: every trial is finished
+    import terralite.engine.train as engine_train
+
+    def no_training(cfg):
+        raise AssertionError(f"trained {cfg.out} again")
+
+    monkeypatch.setattr(engine_train, "train", no_training)
+    assert random_search(cfg, samples=2)["counts"] == summary["counts"]
+    # ... and a rerun with other settings is refused
+    with pytest.raises(TerraLiteError, match="band"):
+        random_search(_cfg(run, synthetic_root, lut, median_fps, band=0.2), samples=2)
+
+
+def test_interrupted_trial_resumes_its_training(tmp_path, synthetic_root, lut, median_fps):
+    """A start killed after training but before the row was written resumes from last.pt (0 epochs left)."""
+    cfg = _cfg(tmp_path / "run", synthetic_root, lut, median_fps, band=0.1)
+    random_search(cfg, samples=1)
+    ctx = SearchContext.open(cfg, "random")
+    result = ctx.trial_dir("random-000") / "result.json"
+    first = json.loads(result.read_text())
+    result.unlink()
+    random_search(cfg, samples=1)
+    again = json.loads(result.read_text())
+    assert again["miou"] == pytest.approx(first["miou"]) and again["arch_key"] == first["arch_key"]
+
+
+# -- NNI ---------------------------------------------------------------------------------------------
+def test_nni_missing_is_one_line(monkeypatch, tmp_path, synthetic_root, lut):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nni(name, *args, **kwargs):
+        if name == "nni" or name.startswith("nni."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nni)
+    from terralite.nas.multi_trial.nni_search import require_nni
+
+    with pytest.raises(TerraLiteError, match=r"pip install 'terralite\[nni\]'"):
+        require_nni()
+
+
+def test_nni_experiment_runs_two_trials_and_writes_its_table(tmp_path, synthetic_root, lut, median_fps, capsys):
+    pytest.importorskip("nni", reason="NNI is not installed (pip install 'terralite[nni]')")
+    run = tmp_path / "run"
+    args = ["search", "nni", "--space", "fasterseg", "--tuner", "tpe", "--trials", "2", "--lut", str(lut),
+            "--target-fps", str(median_fps), "--band", "0.9", "--data", str(synthetic_root), "--out", str(run), *BUDGET_ARGS]
+    assert main(args) == 0
+    with open(run / "trials.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["trial"] for r in rows) == ["nni-000", "nni-001"]
+    assert all(r["status"] in ("trained", "rejected") for r in rows)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["strategy"] == "nni-tpe" and summary["counts"]["trials"] == 2 and summary["counts"]["failed"] == 0
+    experiments = [p for p in (run / "nni").iterdir() if p.is_dir() and p.name not in ("trial_code", "_latest")]
+    assert len(experiments) == 1 and (experiments[0] / "log" / "nnimanager.log").is_file()
+    for r in rows:  # each trial's architecture came from the tuner's parameters
+        result = json.loads((run / "trials" / r["trial"] / "result.json").read_text())
+        assert set(result["tuner_params"]) == set(encoding.variables(FasterSegSearchSpace.from_preset("tiny", widths=[6, 12])))
+    # a rerun finds both trials finished and starts no experiment
+    assert main(args) == 0
+    assert len([p for p in (run / "nni").iterdir() if p.is_dir() and p.name not in ("trial_code", "_latest")]) == 1
+
+
+# -- measured latency (SparseMask) ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_sparsemask_random_architectures_lie_in_the_band_by_measurement(tmp_path, synthetic_root):
+    """SparseMask's latency is measured: re-timing the accepted architectures independently lands them in
+    the band (with room for timing noise on a shared machine)."""
+    from terralite.nas.multi_trial.latency import measure_latency
+
+    space = get_search_space("sparsemask")
+    ref = space.sample(np.random.default_rng(7))
+    ref_path = tmp_path / "ref.json"
+    ref_path.write_text(json.dumps({"kind": "sparsemask", "arch": ref}))
+    cfg = resolve_multi_trial_config(train_flags={"data.root": str(synthetic_root), **BUDGET}, space="sparsemask",
+                                     out=str(tmp_path / "run"), match=str(ref_path), band=0.2, size=SIZE,
+                                     latency_runtime="torch", latency_iters=10)
+    ctx = SearchContext.open(cfg, "random")
+    archs, counts = draw_in_band(ctx, 2, 40)
+    assert len(archs) == 2 and counts["drawn"] >= 2
+    assert len(json.loads((tmp_path / "run" / "latency_cache.json").read_text())) >= counts["drawn"] - counts["duplicates"]
+    for arch in archs:
+        again = measure_latency(space, arch, SIZE, "torch", "cpu", 3, 10)
+        assert abs(again / ctx.target_ms - 1) <= 2 * cfg.band
+
+
+@pytest.mark.parametrize("tuner", ["random", "tpe", "evolution", "anneal"])
+def test_every_tuner_proposes_decodable_architectures(tuner, tiny_space):
+    """NNI's built-in tuner (as the experiment builds it) proposes values that decode, after importing history."""
+    pytest.importorskip("nni", reason="NNI is not installed (pip install 'terralite[nni]')")
+    from nni.tools.package_utils.tuner_factory import create_builtin_class_instance
+
+    from terralite.nas.multi_trial.nni_search import TUNERS, tuner_class_args
+
+    instance = create_builtin_class_instance(TUNERS[tuner][0], tuner_class_args(tuner, 0, 8), "tuners")
+    instance.update_search_space(encoding.to_nni_search_space(tiny_space))
+    rng = np.random.default_rng(0)
+    instance.import_data([{"parameter": encoding.sample_values(tiny_space, rng), "value": v} for v in (0.1, 0.2)])
+    for i in range(3):
+        values = instance.generate_parameters(i)
+        assert tiny_space.validate(encoding.decode(tiny_space, values))
+        instance.receive_trial_result(i, values, 0.3)
