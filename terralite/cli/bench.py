@@ -41,8 +41,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads for torch and onnxruntime (default: library choice)")
     parser.add_argument("--data", default=None, metavar="ROOT", help="dataset root: evaluate mIoU of checkpoints on --split")
     parser.add_argument("--split", default="test", metavar="SPLIT", help="split for --data (default test)")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="JSONL file to append to, or a folder (ending in /: the file is named after the conditions)")
+    parser.add_argument("--out", required=True, metavar="FILE|DIR",
+                        help="JSONL file to append to, or an existing folder (or a path ending in /): the file in it is named after the conditions")
 
 
 def run(args) -> int:

@@ -4,11 +4,14 @@ import json
 import os
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # about 90 s: seven terralite processes
 def test_gpu_suite_dry_run_writes_rows_board_and_readme(tmp_path):
     out = tmp_path / "gpu"
     env = {**os.environ, "PY": sys.executable}
