@@ -43,7 +43,7 @@ from terralite.registry import Registry
 #: Dataset kinds by name; entries are :class:`terralite.data.kinds.DatasetKind` objects.
 DATASETS = Registry("dataset kind")
 #: Fields that hold paths; in a data YAML file, relative ones are relative to the file's folder.
-PATH_FIELDS = ("root", "image", "label", "region_mask")
+PATH_FIELDS = ("root", "image", "label", "region_mask")  # ``image`` may also be a list of paths
 
 
 @dataclass
@@ -54,12 +54,15 @@ class DataConfig:
     root: str = ""                   # openearthmap: dataset root folder (train.txt/val.txt/test.txt + <region>/images|labels)
     bands: list | None = None        # input band selection (0-based indices or names); None = all bands
     skip_missing: bool = False       # openearthmap: skip listed files that do not exist
-    image: str | None = None         # large-raster: the image raster
+    image: str | list | None = None  # large-raster: the image raster, or Sentinel-2 band files (a folder, or a list of *_B04.tif ...)
     label: str | None = None         # large-raster: the label raster (single band)
     window: int = 513                # large-raster: window side in px
     overlap: float = 0.75            # large-raster: overlap of training windows (evaluation windows never overlap)
     region_mask: str | None = None   # large-raster: raster whose nonzero area is the held-out (val/test) region; train = outside it
-    class_merge: str | None = "bolm"  # large-raster: "bolm" (BOLM 11 classes -> 5 scored + Unrecognized ignored, large_raster.BOLM_MERGE) or None (raw ids)
+    region_box: list | None = None   # large-raster: instead of region_mask, [xmin, ymin, xmax, ymax] in the image's map coordinates held out (e.g. the city centre)
+    class_merge: str | dict | None = "bolm"  # large-raster: "bolm" (BOLM 11 classes -> 5 scored + Unrecognized ignored, large_raster.BOLM_MERGE), a mapping raw value -> training id (null = ignored), or None (raw ids)
+    class_names: list | None = None  # large-raster: names of the training ids of a class_merge mapping (default class_<i>)
+    inputs: str | list | None = None  # large-raster: model input by name: bands [B12, B11, B8], composites rgb|atm|fci|swi, indices ndvi|ndwi_gao|ndwi_mcfeeters|rvi (ndwi = Gao); None = data.bands
 
     def __post_init__(self) -> None:
         if isinstance(self.bands, str):  # "red,green,blue" or "0,1,2" from a command line
@@ -70,6 +73,10 @@ class DataConfig:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 setattr(self, name, os.fspath(value))
+            elif isinstance(value, tuple):
+                setattr(self, name, [os.fspath(v) for v in value])
+        if isinstance(self.inputs, str) and "," in self.inputs:  # "B12,B11,B8" from a command line
+            self.inputs = [v.strip() for v in self.inputs.split(",") if v.strip()]
         if self.kind not in DATASETS:
             DATASETS.get(self.kind)  # raises, listing the valid kinds
 
@@ -91,10 +98,17 @@ class DataConfig:
                 raise TerraLiteError(f"data file {path} does not exist; pass a dataset folder or a YAML file of data "
                                      f"fields ({', '.join(f.name for f in dataclasses.fields(cls))})")
             mapping = load_yaml(path)
-            for name in PATH_FIELDS:
-                raw = mapping.get(name)
+
+            def anchored(raw):
+                if isinstance(raw, list):
+                    return [anchored(item) for item in raw]
                 if isinstance(raw, str) and raw and not os.path.isabs(os.path.expanduser(raw)):
-                    mapping[name] = str(path.parent / raw)
+                    return str(path.parent / raw)
+                return raw
+
+            for name in PATH_FIELDS:
+                if name in mapping:
+                    mapping[name] = anchored(mapping[name])
             try:
                 return from_dict(cls, mapping, prefix="data.")
             except TerraLiteError as exc:
