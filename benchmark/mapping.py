@@ -44,7 +44,12 @@ def map_raster(model: str | Path, input_path: str | Path, out: str | Path, *, ru
     ensure_parent(out)
     if preview is not None:
         ensure_parent(preview)
-    raster_info(input_path)
+    if Path(input_path).is_dir():  # Sentinel-2 band files
+        from terralite.data.scene import band_files
+
+        band_files(input_path)
+    else:
+        raster_info(input_path)
     override = {k: v for k, v in {"bands": bands, "mean": mean, "std": std}.items() if v is not None} or None
     predictor = load_any_predictor(model, runtime=runtime, device=device, tta=tta, normalisation=override, tile=tile,
                                    batch_size=batch_size)

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                "Sentinel-2-like band files)",
                            description="Write a deterministic georeferenced scene for the BOLM protocol: label.tif "
                                        "(raw BOLM classes 1..11), image.tif (RGB) or, with --sentinel2, band files at "
-                                       "10/20/60 m, and scene.yaml (a large-raster data config whose held-out box is "
-                                       "the centre of the scene). Written in strips; refuses an existing non-empty OUT.")
+                                       "10/20/60 m, data.yaml (a large-raster data config whose held-out box is "
+                                       "the centre of the scene) and scene.yaml (training settings: preset bolm). Written in strips; refuses an existing non-empty OUT.")
     scene.add_argument("out", help="output folder (new or empty; its parent must exist)")
     scene.add_argument("--size", type=int, default=6000, help="side in px of the finest grid (default 6000)")
     scene.add_argument("--classes", default="bolm", choices=["bolm"], help="label classes: bolm (the 11 BOLM classes)")
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         from terralite.data.synth_scene import write_scene
 
         out = write_scene(args.out, size=args.size, classes=args.classes, sentinel2=args.sentinel2, seed=args.seed)
-        print(f"wrote a {args.size} px scene to {out} (data config: {out / 'scene.yaml'})")
+        print(f"wrote a {args.size} px scene to {out} (data config {out / 'data.yaml'}, training settings {out / 'scene.yaml'})")
         return 0
     import dataclasses
 

@@ -237,6 +237,11 @@ class Scene:
                 return True
         return False
 
+    def dataset_mask(self, window: Window) -> np.ndarray:
+        """uint8 ``(h, w)``: 255 where :meth:`read` gives valid pixels, 0 elsewhere (rasterio's convention)."""
+        planes = [self._read_band(index, window)[1] for index in self._read_bands]
+        return (np.logical_and.reduce(planes) * 255).astype(np.uint8)
+
     def record(self) -> dict:
         """What to store so that the same input is rebuilt elsewhere: ``{"bands", "inputs"}``."""
         return {"bands": self.bands, "inputs": None if self.inputs is None else list(self.inputs)}

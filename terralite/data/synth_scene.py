@@ -8,9 +8,10 @@
 - the image: ``image.tif`` (3-band uint8 RGB at 2.22 m, BOLM's Bing mosaic) or, with ``sentinel2=True``,
   Sentinel-2-like band files ``bands/SCENE_B01.tif`` … ``SCENE_B12.tif``, ``SCENE_B8A.tif`` (uint16 reflectance
   x 10000, per-class spectral signatures plus noise) at their native 10/20/60 m, the label on the 10 m grid;
-- ``scene.yaml``: the data config (``kind: large-raster``, 513 px windows, 75 % training overlap, the BOLM
+- ``data.yaml``: the data config (``kind: large-raster``, 513 px windows, 75 % training overlap, the BOLM
   class merge and a held-out box over the centre third of the scene in map coordinates — the paper's
-  "city centre = test").
+  "city centre = test"; with ``sentinel2``, ``inputs: rgb``), for ``terralite data check|stats`` and ``--data``;
+- ``scene.yaml``: training settings (``preset: bolm``, ``data: data.yaml``) for ``terralite train --config``.
 
 Everything is computed and written in strips of :data:`BLOCK` rows, so memory is a few strips whatever the
 size. The same arguments give identical files. The folder is built under a temporary name and renamed at the end.
@@ -169,9 +170,15 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
         box = [x0 + extent / 3, y_top - 2 * extent / 3, x0 + 2 * extent / 3, y_top - extent / 3]
         inputs_line = ("# inputs: [B12, B11, B8]   # or rgb | atm | fci | swi | ndvi | ndwi_gao | ndwi_mcfeeters | rvi\n"
                        "inputs: rgb\n" if sentinel2 else "")
+        command = (f"terralite data synth-scene --size {size} --classes {classes}"
+                   f"{' --sentinel2' if sentinel2 else ''} --seed {seed}")
         (tmp / "scene.yaml").write_text(
-            f"# synthetic BOLM-like scene: terralite data synth-scene --size {size} --classes {classes}"
-            f"{' --sentinel2' if sentinel2 else ''} --seed {seed}\n"
+            f"# training settings for the synthetic BOLM-like scene ({command}):\n"
+            "#   terralite train --preset bolm --config scene.yaml --out RUN\n"
+            "preset: bolm\n"
+            "data: data.yaml\n")
+        (tmp / "data.yaml").write_text(
+            f"# the synthetic BOLM-like scene ({command}); paths are relative to this file\n"
             "kind: large-raster\n"
             f"image: {image_entry}\n"
             "label: label.tif\n"
