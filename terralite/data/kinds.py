@@ -79,6 +79,9 @@ def _inputs(data: DataConfig, input_record: dict | None) -> list[str] | None:
     from terralite.data.scene import parse_inputs
 
     wanted = parse_inputs(data.inputs)
+    if wanted is not None and data.bands is not None:
+        raise TerraLiteError("set either data.inputs (bands, composites, indices by name) or data.bands (a raw band "
+                             "selection), not both")
     if input_record is None or "inputs" not in input_record and "bands" not in input_record:
         return wanted
     used = parse_inputs(input_record.get("inputs"))
