@@ -255,3 +255,108 @@ def test_stats_of_a_scene_with_an_index_input(s2_scene):
     assert stats["inputs"] == ["ndwi_gao"] and stats["bands"]["names"] == ["ndwi_gao:0", "ndwi_gao:1", "ndwi_gao:2"]
     assert -1 <= min(stats["bands"]["min"]) and max(stats["bands"]["max"]) <= 1
     assert stats["class_pixels"]["ignored"] < sum(stats["class_pixels"].values()) * 0.01
+
+
+# ---- the real Sentinel-2 fixture -------------------------------------------------------------------------------
+
+def _fixture_yaml(fixtures_dir: Path, tmp_path: Path, inputs: str) -> Path:
+    folder = next((fixtures_dir / "sentinel2/BigEarthNet/BigEarthNet-S2").glob("*/*"))
+    path = tmp_path / f"s2-{inputs}.yaml"
+    path.write_text(yaml.safe_dump({"kind": "large-raster", "image": str(folder), "inputs": inputs, "window": 64}))
+    return path
+
+
+@pytest.mark.parametrize("inputs", ["ndvi", "swi", "ndwi_mcfeeters", "rvi"])
+def test_real_sentinel2_band_files_through_data_stats(fixtures_dir, tmp_path, capsys, inputs):
+    import json
+
+    from terralite.cli import main
+
+    capsys.readouterr()
+    assert main(["data", "stats", str(_fixture_yaml(fixtures_dir, tmp_path, inputs)), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["inputs"] == [inputs] and len(stats["bands"]["mean"]) == 3
+    low, high = stats["bands"]["min"], stats["bands"]["max"]
+    if inputs in ("ndvi", "ndwi_mcfeeters"):  # normalised differences are defined in [-1, 1]
+        assert -1 <= min(low) and max(high) <= 1 and max(high) > min(low)
+    elif inputs == "rvi":
+        assert min(low) >= 0
+    else:  # SWI = B12, B8, B4 reflectances (x 10000) on the 10 m grid
+        assert stats["bands"]["names"] == ["swi:0", "swi:1", "swi:2"] and 0 < min(low) and max(high) < 20000
+
+
+def _index_checkpoint(tmp_path: Path, inputs: list[str]) -> Path:
+    from terralite.checkpoint import save_checkpoint
+    from terralite.models import build_model
+
+    register()
+    spec = {"kind": "baseline", "name": TINY, "in_channels": 3, "num_classes": 5}
+    record = {"bands": None, "inputs": inputs, "mean": [0.0] * 3 if inputs != ["swi"] else [2000.0] * 3,
+              "std": [1.0] * 3 if inputs != ["swi"] else [1000.0] * 3}
+    return save_checkpoint(tmp_path / f"{inputs[0]}.pt", spec, build_model(spec).state_dict(), input=record)
+
+
+def test_real_sentinel2_predict_with_ndvi_from_band_files_and_its_onnx_export(fixtures_dir, tmp_path):
+    from terralite.cli import main
+    from terralite.onnx_metadata import read_metadata_props
+
+    folder = next((fixtures_dir / "sentinel2/BigEarthNet/BigEarthNet-S2").glob("*/*"))
+    ckpt = _index_checkpoint(tmp_path, ["ndvi"])
+    out = tmp_path / "ndvi.tif"
+    assert main(["predict", str(ckpt), str(folder), "--out", str(out), "--tile", "64", "--device", "cpu", "--quiet"]) == 0
+    reference = next(folder.glob("*_B02.tif"))  # a 10 m band: the common grid
+    with rasterio.open(out) as m, rasterio.open(reference) as ref:
+        assert (m.crs, m.transform, m.shape) == (ref.crs, ref.transform, (120, 120))
+        torch_map = m.read(1)
+    onnx = tmp_path / "ndvi.onnx"
+    assert main(["export", str(ckpt), "--format", "onnx", "--out", str(onnx), "--size", "64", "--dynamic-size"]) == 0
+    import json
+
+    record = json.loads(read_metadata_props(onnx)["terralite.input"])
+    assert record["inputs"] == ["ndvi"]
+    out2 = tmp_path / "ndvi-onnx.tif"
+    assert main(["predict", str(onnx), str(folder), "--out", str(out2), "--tile", "64", "--quiet"]) == 0
+    with rasterio.open(out2) as m:
+        assert (m.read(1) == torch_map).mean() > 0.99  # same inputs derived from the scene
+
+
+def test_real_sentinel2_predict_with_swi_from_a_13_band_file(fixtures_dir, tmp_path):
+    from terralite.cli import main
+
+    tile = next((fixtures_dir / "sentinel2/EuroSAT_MS").glob("*/*.tif"))
+    ckpt = _index_checkpoint(tmp_path, ["swi"])
+    out = tmp_path / "swi.tif"
+    assert main(["predict", str(ckpt), str(tile), "--out", str(out), "--tile", "64", "--device", "cpu", "--quiet"]) == 0
+    with rasterio.open(out) as m, rasterio.open(tile) as src:
+        assert (m.crs, m.transform, m.shape) == (src.crs, src.transform, src.shape)
+        assert m.read(1).min() >= 1
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------------
+
+def test_f1_per_class_equals_an_independent_computation():
+    import torch
+
+    from terralite.metrics import ConfusionMatrix
+
+    rng = np.random.default_rng(3)
+    target = rng.integers(0, 5, size=(4, 50, 50))
+    target[rng.random(target.shape) < 0.1] = 255  # ignored pixels
+    pred = np.where(rng.random(target.shape) < 0.6, target % 255, rng.integers(0, 5, size=target.shape))
+    pred[pred == 255] = 0
+    cm = ConfusionMatrix(5, ignore_index=255)
+    cm.update(torch.from_numpy(pred[:2]), torch.from_numpy(target[:2]))
+    cm.update(torch.from_numpy(pred[2:]), torch.from_numpy(target[2:]))
+    result = cm.compute()
+    valid = target != 255
+    expected_f1, expected_iou = [], []
+    for k in range(5):
+        tp = np.sum((pred == k) & (target == k) & valid)
+        fp = np.sum((pred == k) & (target != k) & valid)
+        fn = np.sum((pred != k) & (target == k) & valid)
+        precision, recall = tp / (tp + fp), tp / (tp + fn)
+        expected_f1.append(2 * precision * recall / (precision + recall))
+        expected_iou.append(tp / (tp + fp + fn))
+    assert result["f1"] == pytest.approx(expected_f1, abs=1e-12)
+    assert result["iou"] == pytest.approx(expected_iou, abs=1e-12)
+    assert result["mf1"] == pytest.approx(np.mean(expected_f1)) and result["miou"] == pytest.approx(np.mean(expected_iou))
