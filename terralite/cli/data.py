@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     scene.add_argument("--sentinel2", action="store_true",
                        help="write Sentinel-2-like band files (B01..B12, B8A at 10/20/60 m) instead of an RGB image")
     scene.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    scene.add_argument("--window", type=int, default=513, help="window side written into data.yaml (default 513)")
+    scene.add_argument("--inputs", default=None, help="data.inputs written into data.yaml, e.g. ndvi or B12,B11,B8 "
+                                                      "(default: rgb with --sentinel2, else every band)")
 
     check = sub.add_parser("check", help="validate a dataset; exit 1 listing every problem with its file",
                            description="Check that every listed raster exists and reads to the end, labels are "
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_command == "synth-scene":
         from terralite.data.synth_scene import write_scene
 
-        out = write_scene(args.out, size=args.size, classes=args.classes, sentinel2=args.sentinel2, seed=args.seed)
+        out = write_scene(args.out, size=args.size, classes=args.classes, sentinel2=args.sentinel2, seed=args.seed,
+                          window=args.window, inputs=args.inputs)
         print(f"wrote a {args.size} px scene to {out} (data config {out / 'data.yaml'}, training settings {out / 'scene.yaml'})")
         return 0
     import dataclasses

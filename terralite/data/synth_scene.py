@@ -112,11 +112,12 @@ def _strips(height: int):
 
 
 def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm", sentinel2: bool = False,
-                seed: int = 0) -> Path:
+                seed: int = 0, window: int = 513, inputs: str | None = None) -> Path:
     """Write the scene described in the module docstring into the new folder ``out``; returns its path.
 
-    ``size`` is the side in px of the finest grid (10 m with ``sentinel2``, else 2.22 m). An existing
-    non-empty ``out`` is refused (nothing is overwritten).
+    ``size`` is the side in px of the finest grid (10 m with ``sentinel2``, else 2.22 m). ``window`` and
+    ``inputs`` (default ``rgb`` for Sentinel-2 bands, all bands of the RGB image otherwise) go into
+    ``data.yaml``. An existing non-empty ``out`` is refused (nothing is overwritten).
     """
     import rasterio
     from rasterio.windows import Window
@@ -126,6 +127,10 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
         raise TerraLiteError(f"unknown class set {classes!r}; valid: {', '.join(CLASS_SETS)}")
     if size < 64:
         raise TerraLiteError(f"scene size must be at least 64 px, got {size}")
+    if window <= 0:
+        raise TerraLiteError(f"window must be positive, got {window}")
+    if inputs is None and sentinel2:
+        inputs = "rgb"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TerraLiteError(f"{out} already exists and is not an empty folder; choose a new output folder "
                              "(nothing was written)")
@@ -169,7 +174,7 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
         x0, y_top = ORIGIN
         box = [x0 + extent / 3, y_top - 2 * extent / 3, x0 + 2 * extent / 3, y_top - extent / 3]
         inputs_line = ("# inputs: [B12, B11, B8]   # or rgb | atm | fci | swi | ndvi | ndwi_gao | ndwi_mcfeeters | rvi\n"
-                       "inputs: rgb\n" if sentinel2 else "")
+                       f"inputs: {inputs}\n" if inputs else "")
         command = (f"terralite data synth-scene --size {size} --classes {classes}"
                    f"{' --sentinel2' if sentinel2 else ''} --seed {seed}")
         (tmp / "scene.yaml").write_text(
@@ -183,7 +188,7 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
             f"image: {image_entry}\n"
             "label: label.tif\n"
             f"{inputs_line}"
-            "window: 513\n"
+            f"window: {window}\n"
             "overlap: 0.75\n"
             "class_merge: bolm\n"
             "# held out (val/test): the centre third of the scene, [xmin, ymin, xmax, ymax] in EPSG:32646\n"
