@@ -273,6 +273,10 @@ def merge_lut(class_merge: Mapping[int, int | None] | None) -> np.ndarray | None
 class LargeRasterDataset(torch.utils.data.Dataset):
     """``(image float32 (C, window, window), label int64 (window, window))`` windows of one large raster.
 
+    ``image_path`` is a raster, or Sentinel-2 band files (a folder or a list) read on the finest band's grid;
+    ``inputs`` names what the model sees (bands, composites, indices: :mod:`terralite.data.scene`) instead of
+    a raw ``bands`` selection. Pixels that are nodata in the image (or the label raster) are ignored.
+
     ``stride`` defaults to a quarter window (75 % overlap, the BOLM training protocol); use
     ``stride=window`` for non-overlapping test windows. ``region_mask`` is a raster path or a 2-D array
     covering the image's extent (resampled to it); ``keep="inside"``/``"outside"`` and ``mask_rule="centre"``/
@@ -301,7 +305,7 @@ class LargeRasterDataset(torch.utils.data.Dataset):
                  inputs: Sequence[str] | str | None = None,
                  class_names: Sequence[str] | None = None, palette: Sequence[tuple[int, int, int]] | None = None):
         from terralite.data.classes import default_palette
-        from terralite.data.scene import is_band_files, open_scene, scene_files
+        from terralite.data.scene import open_scene, scene_files
 
         if window <= 0:
             raise TerraLiteError(f"window must be positive, got {window}")

@@ -5,11 +5,14 @@ just a dataset root). :data:`DATASETS` maps a kind to its implementation (see :m
 
 - ``openearthmap``: the OpenEarthMap release layout under ``root`` (split lists ``<split>.txt``; any list name
   is a split, e.g. ``train_mini``).
-- ``large-raster``: windows of one large ``image`` raster and its ``label`` raster (the BOLM setting). The
-  spatial split comes from ``region_mask`` (nonzero = held out): ``train`` = ``window`` px windows with
-  ``overlap`` that touch neither the held-out region nor any evaluation window; ``val`` and ``test`` = the
-  same non-overlapping windows whose centre is inside it. Without ``region_mask`` every split reads the whole
-  raster, so scores are not held-out (:func:`describe_data` and a warning say so).
+- ``large-raster``: windows of one large ``image`` raster (or a folder/list of Sentinel-2 band files, resampled
+  onto the finest band's grid) and its ``label`` raster (the BOLM setting). The spatial split comes from
+  ``region_mask`` (nonzero = held out) or ``region_box`` (a rectangle in map coordinates): ``train`` =
+  ``window`` px windows with ``overlap`` that touch neither the held-out region nor any evaluation window;
+  ``val`` and ``test`` = the same non-overlapping windows whose centre is inside it. Without a region every
+  split reads the whole raster, so scores are not held-out (:func:`describe_data` and a warning say so).
+  ``inputs`` names the model input (bands, composites, indices; :mod:`terralite.data.scene`), ``class_merge``
+  the label table (``bolm`` or a mapping).
 
 Every dataset :func:`build_dataset` returns yields ``(image float32 (C, H, W), label int64 (H, W))`` and has
 ``num_bands``, ``bands``, ``mean``, ``std``, ``input_record()``, ``class_names``, ``num_classes``,

@@ -31,6 +31,8 @@ from terralite.errors import TerraLiteError
 BLOCK = 256
 #: Side (px of the finest grid) of the random fields' cells: the size of the class regions.
 CELL = 96
+#: Lattice (finest px) on which the class regions are decided.
+STEP = 4
 #: Distance (finest px) between the roads of the road grid, and their width.
 ROAD_SPACING, ROAD_WIDTH = 750, 5
 #: Map origin (upper-left corner) in EPSG:32646 (UTM 46N, Dhaka).
@@ -81,7 +83,19 @@ class _LabelField:
         self.fields += np.log(np.maximum(_PRIOR, 1e-3))[:, None, None]
 
     def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """uint8 ``(len(rows), len(cols))`` raw classes 1..11 at pixel centres ``rows`` x ``cols``."""
+        """uint8 ``(len(rows), len(cols))`` raw classes 1..11 at pixel centres ``rows`` x ``cols``.
+
+        The regions are decided on a lattice of :data:`STEP` px (16x fewer field evaluations; region boundaries
+        are then steps of 4 px, far below the regions' size); roads are drawn at full resolution.
+        """
+        row_q, row_back = np.unique(np.floor(rows / STEP) * STEP + STEP / 2, return_inverse=True)
+        col_q, col_back = np.unique(np.floor(cols / STEP) * STEP + STEP / 2, return_inverse=True)
+        label = self._regions(row_q, col_q)[row_back][:, col_back]
+        road = ((rows % ROAD_SPACING) < ROAD_WIDTH)[:, None] | ((cols % ROAD_SPACING) < ROAD_WIDTH)[None, :]
+        label[road & (label != 2)] = 8  # roads, but not across water
+        return label
+
+    def _regions(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         fy, fx = rows / CELL, cols / CELL
         i0, j0 = np.floor(fy).astype(np.int64), np.floor(fx).astype(np.int64)
         wy, wx = (fy - i0)[:, None], (fx - j0)[None, :]
@@ -93,8 +107,6 @@ class _LabelField:
             better = value > best
             best[better] = value[better]
             label[better] = k + 1
-        road = ((rows % ROAD_SPACING) < ROAD_WIDTH)[:, None] | ((cols % ROAD_SPACING) < ROAD_WIDTH)[None, :]
-        label[road & (label != 2)] = 8  # roads, but not across water
         return label
 
 
