@@ -155,7 +155,8 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
         field = _LabelField(size, seed)
         pixel = S2_PIXEL if sentinel2 else RGB_PIXEL
         cols = np.arange(size, dtype=np.float64) + 0.5
-        with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+        # GDAL would keep written blocks in its cache (5 % of RAM by default) until the file closes: 64 MB suffice
+        with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=64):
             with rasterio.open(tmp / "label.tif", "w", **_profile(size, size, 1, "uint8", pixel), nodata=0) as dst:
                 for y0, y1 in _strips(size):
                     dst.write(field(np.arange(y0, y1) + 0.5, cols), 1, window=Window(0, y0, size, y1 - y0))
