@@ -179,9 +179,11 @@ def write_scene(out: str | os.PathLike, size: int = 6000, classes: str = "bolm",
                     for k, (y0, y1) in enumerate(_strips(size)):
                         label = field(np.arange(y0, y1) + 0.5, cols)
                         rng = np.random.default_rng([seed, 99, k])
-                        for c in range(3):
+                        strip = np.empty((3, *label.shape), dtype=np.uint8)  # all bands of a strip in one write:
+                        for c in range(3):  # a pixel-interleaved block written band by band is compressed 3 times
                             value = _RGB[label - 1, c] + rng.normal(0, 14, label.shape).astype(np.float32)
-                            dst.write(np.clip(value, 0, 255).astype(np.uint8), c + 1, window=Window(0, y0, size, y1 - y0))
+                            strip[c] = np.clip(value, 0, 255)
+                        dst.write(strip, window=Window(0, y0, size, y1 - y0))
                 image_entry = "image.tif"
         extent = size * pixel
         x0, y_top = ORIGIN
