@@ -47,7 +47,12 @@ def map_raster(model: str | Path, input_path: str | Path, out: str | Path, *, ru
     refuse_output_over_inputs(preview, [model, input_path, out], "--preview")
     if preview is not None:
         ensure_parent(preview)
-    raster_info(input_path)
+    if Path(input_path).is_dir():  # Sentinel-2 band files
+        from terralite.data.scene import band_files
+
+        band_files(input_path)
+    else:
+        raster_info(input_path)
     if threads:
         import torch
 

@@ -186,6 +186,22 @@ def preset_name(flag: str | None, yaml_path: str | Path | None, overrides: list[
             or default)
 
 
+def _anchored_data(mapping: dict, yaml_path: str | Path) -> dict:
+    """``data: other.yaml`` in a config file: the data config of that file, read now (so that ``--set data.x=``
+    adjusts it). A relative path names a file beside the config (as paths in a data YAML do); one that exists only
+    relative to the working folder (older configs) keeps working."""
+    value = mapping.get("data")
+    if isinstance(value, str) and value.lower().endswith((".yaml", ".yml")) and not Path(value).expanduser().is_absolute():
+        beside = Path(yaml_path).parent / value
+        if beside.is_file() or not Path(value).is_file():
+            value = str(beside)
+        # read it now, so that --set data.window=... adjusts that data config instead of replacing it
+        from terralite.data.registry import DataConfig
+
+        mapping = {**mapping, "data": to_dict(DataConfig.from_value(value))}
+    return mapping
+
+
 def resolve_config(cls: type[T], yaml_path: str | Path | None = None, overrides: list[str] | None = None,
                    base: dict | None = None, fields: dict[str, Any] | None = None, replace: tuple[str, ...] = ()) -> T:
     """Defaults ← ``base`` (e.g. a named preset) ← YAML file ← ``key=value`` overrides ← ``fields``.
@@ -195,7 +211,7 @@ def resolve_config(cls: type[T], yaml_path: str | Path | None = None, overrides:
     that the YAML or the overrides give replaces the base's value instead of merging into it (a loss given by
     the user replaces the preset's loss rather than adding terms to it).
     """
-    user = merge(load_yaml(yaml_path) if yaml_path else {}, parse_overrides(overrides))
+    user = merge(_anchored_data(load_yaml(yaml_path), yaml_path) if yaml_path else {}, parse_overrides(overrides))
     data = dict(base or {})
     if hasattr(cls, "migrate"):  # old key names in a preset-less YAML meet their new names in the base
         user = cls.migrate(user)

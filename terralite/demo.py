@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from terralite.demo_large_raster import large_raster_artefacts, run_large_raster
 from terralite.errors import TerraLiteError
 
 
@@ -283,6 +284,8 @@ STEPS: list[Step] = [
          _leaderboard, ["leaderboard"]),
     Step("map", "land-cover map of a held-out tile (GeoTIFF + preview)",
          lambda c: [c.path("map", "fasterseg_map.tif"), c.path("map", "fasterseg_map.png")], _map, ["map"]),
+    Step("large-raster", "BOLM protocol on a synthetic Sentinel-2 scene: NDVI windows, IoU/F1, map of the scene",
+         large_raster_artefacts, run_large_raster, ["large"]),
 ]
 
 

@@ -16,7 +16,9 @@ from terralite.errors import TerraLiteError
 #: Metadata keys written into ONNX ``metadata_props`` by ``terralite export`` and read back here.
 ONNX_METADATA_KEYS = {
     "spec": "terralite.spec",  # JSON model spec
-    "input": "terralite.input",  # JSON {"bands": [...] | null, "mean": [...], "std": [...]} (raw pixel units)
+    # JSON {"bands": [...] | null, "mean": [...], "std": [...]} (raw pixel units), plus "inputs": [...] for models
+    # trained on named inputs (Sentinel-2 bands, composites, indices: terralite.data.scene), which predict derives
+    "input": "terralite.input",
     "class_names": "terralite.class_names",  # JSON list, class id i + 1 ↔ name i
 }
 

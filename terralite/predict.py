@@ -105,7 +105,16 @@ def check_normalisation(norm: dict | None, in_channels: int, name: str) -> dict:
         raise TerraLiteError(f"model {name} takes {in_channels} input bands but its normalisation has {len(mean)} means and {len(std)} stds")
     if any(s <= 0 for s in std):
         raise TerraLiteError(f"model {name}: every std of the input normalisation must be > 0, got {std}")
-    return {"bands": bands, "mean": mean, "std": std}
+    record = {"bands": bands, "mean": mean, "std": std}
+    if norm.get("inputs") is not None:  # named inputs (Sentinel-2 bands, composites, indices): terralite.data.scene
+        from terralite.data.scene import input_channels, parse_inputs
+
+        inputs = parse_inputs(norm["inputs"])
+        if sum(input_channels(n) for n in inputs) != in_channels:
+            raise TerraLiteError(f"model {name} takes {in_channels} input bands but its inputs {inputs} give "
+                                 f"{sum(input_channels(n) for n in inputs)}")
+        record["inputs"] = inputs
+    return record
 
 
 def _with_tta(call: Callable, tta: str) -> Callable:
@@ -376,6 +385,21 @@ def check_scene_range(src, bands: list[int] | None, mean, std, path: Path, name:
             "or pass --mean and --std for this scene")
 
 
+def _input_scene(predictor: Predictor, path: Path):
+    """A :class:`~terralite.data.scene.Scene` for models with named inputs or a band-file folder; else None."""
+    from terralite.data.scene import is_band_files, open_scene
+
+    inputs = predictor.normalisation.get("inputs")
+    if inputs is None and not is_band_files(path):
+        return None
+    scene = open_scene(path, inputs=inputs, bands=predictor.normalisation["bands"])
+    if scene.num_channels != predictor.in_channels:
+        scene.close()
+        raise TerraLiteError(f"{path} gives {scene.num_channels} input bands but model {predictor.name} takes "
+                             f"{predictor.in_channels}; map a scene with the model's bands")
+    return scene
+
+
 def _has_mask(src) -> bool:
     from rasterio.enums import MaskFlags
 
@@ -608,15 +632,19 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
     start = time.perf_counter()
 
     # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; a tile row of input blocks fits.
-    with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(input_path) as src:
-        bands = _band_indexes(src, predictor, input_path)
-        check_scene_range(src, bands, mean, std, input_path, predictor.name)
+    # Named inputs (indices, composites) and Sentinel-2 band folders are read through a Scene on the finest grid.
+    scene = _input_scene(predictor, input_path)
+    with rasterio.Env(GDAL_PAM_ENABLED="NO", GDAL_CACHEMAX=GDAL_CACHE_MB), \
+            open_raster(scene.reference if scene else input_path) as src:
+        bands = _band_indexes(src, predictor, input_path) if scene is None else None
+        if scene is None:
+            check_scene_range(src, bands, mean, std, input_path, predictor.name)
         height, width = src.height, src.width
         layout = _layout(height, width, tile, overlap, predictor)
         weight = blend_ramp(layout.tile_h, overlap)[:, None] * blend_ramp(layout.tile_w, overlap)[None, :]
         blender = _Blender(num_classes, layout, height, width, weight)
-        masked = _has_mask(src)
-        floating = np.dtype(src.dtypes[0]).kind == "f"
+        masked = _has_mask(src) if scene is None else scene.has_nodata()
+        floating = scene is None and np.dtype(src.dtypes[0]).kind == "f"
         tiles_done = 0
         bar = tqdm(total=height * width, unit="px", unit_scale=True, desc=f"mapping {input_path.name}",
                    disable=not progress, leave=False)
@@ -628,10 +656,15 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
             for j in cols:
                 x = layout.cols[j]
                 window = Window(x, y, min(layout.tile_w, width - x), min(layout.tile_h, height - y))
-                if masked and not src.dataset_mask(window=window).any():
+                if scene is not None:
+                    raw, valid = scene.read(window)
+                    if masked and not valid.any():
+                        continue
+                elif masked and not src.dataset_mask(window=window).any():
                     continue  # all nodata: its pixels end as 0 whatever the model says
-                raw = read_from(src, bands=bands, window=window)
-                if floating:  # NaN/Inf pixels are nodata: the network sees the mean there, the map gets 0
+                else:
+                    raw = read_from(src, bands=bands, window=window)
+                if raw.dtype.kind == "f":  # NaN/Inf pixels are nodata: the network sees the mean there, the map gets 0
                     raw = np.where(np.isfinite(raw), raw, np.asarray(mean, dtype=raw.dtype)[:, None, None])
                 tiles.append(pad_to(normalize(raw, mean, std), layout.tile_h, layout.tile_w))
                 kept.append(j)
@@ -647,7 +680,8 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
         with atomic_path(out_path) as tmp, ThreadPoolExecutor(max_workers=1) as reader:
             # The writer reads nodata masks through its own handle: GDAL handles are not shared across threads.
             with rasterio.open(tmp, "w", **_output_profile(src, OUTPUT_BLOCK)) as dst, \
-                    (open_raster(input_path) if masked or floating else contextlib.nullcontext()) as mask_src:
+                    (contextlib.nullcontext() if not (masked or floating) else _input_scene(predictor, input_path) if scene
+                     else open_raster(input_path)) as mask_src:
                 dst.write_colormap(1, {i: (*rgb, 255) for i, rgb in palette_colours(num_classes).items()})
                 describe_map(dst, predictor, tile, overlap)
                 writer = _BlockRowWriter(dst, mask_src, nonfinite_bands=(bands or list(range(src.count))) if floating else None,
@@ -673,8 +707,11 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
 
         write_category_table(out_path, predictor.class_names)
         seconds = time.perf_counter() - start
+        if scene is not None:
+            scene.close()
         if preview is not None:
-            render_preview(out_path, preview, predictor.class_names, input_path=input_path, bands=bands)
+            render_preview(out_path, preview, predictor.class_names,
+                           input_path=scene.reference if scene is not None else input_path, bands=bands)
     return {
         "output": str(out_path),
         "preview": str(preview) if preview is not None else None,

@@ -20,6 +20,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--size", type=int, default=256, help="tile side in pixels (default 256)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
+    scene = sub.add_parser("synth-scene", help="write a large synthetic scene with a BOLM 11-class label (and "
+                                               "Sentinel-2-like band files)",
+                           description="Write a deterministic georeferenced scene for the BOLM protocol: label.tif "
+                                       "(raw BOLM classes 1..11), image.tif (RGB) or, with --sentinel2, band files at "
+                                       "10/20/60 m, data.yaml (a large-raster data config whose held-out box is "
+                                       "the centre of the scene) and scene.yaml (training settings: preset bolm). Written in strips; refuses an existing non-empty OUT.")
+    scene.add_argument("out", help="output folder (new or empty; its parent must exist)")
+    scene.add_argument("--size", type=int, default=6000, help="side in px of the finest grid (default 6000)")
+    scene.add_argument("--classes", default="bolm", choices=["bolm"], help="label classes: bolm (the 11 BOLM classes)")
+    scene.add_argument("--sentinel2", action="store_true",
+                       help="write Sentinel-2-like band files (B01..B12, B8A at 10/20/60 m) instead of an RGB image")
+    scene.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    scene.add_argument("--window", type=int, default=513, help="window side written into data.yaml (default 513)")
+    scene.add_argument("--inputs", default=None, help="data.inputs written into data.yaml, e.g. ndvi or B12,B11,B8 "
+                                                      "(default: rgb with --sentinel2, else every band)")
+
     check = sub.add_parser("check", help="validate a dataset; exit 1 listing every problem with its file",
                            description="Check that every listed raster exists and reads to the end, labels are "
                                        "single-band, on their image's grid and in 0..8, and band counts agree. "
@@ -42,6 +58,13 @@ def run(args: argparse.Namespace) -> int:
 
         root = generate_dataset(args.out, tiles=args.tiles, size=args.size, seed=args.seed)
         print(f"wrote {args.tiles} tiles of {args.size} px to {root}")
+        return 0
+    if args.data_command == "synth-scene":
+        from terralite.data.synth_scene import write_scene
+
+        out = write_scene(args.out, size=args.size, classes=args.classes, sentinel2=args.sentinel2, seed=args.seed,
+                          window=args.window, inputs=args.inputs)
+        print(f"wrote a {args.size} px scene to {out} (data config {out / 'data.yaml'}, training settings {out / 'scene.yaml'})")
         return 0
     import dataclasses
 

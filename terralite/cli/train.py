@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "train a network on a dataset (presets: unet, fasterseg, sparsemask)"
+HELP = "train a network on a dataset (presets: unet, fasterseg, sparsemask, bolm)"
 DESCRIPTION = (
     "Train MODEL (a baseline name, a spec/architecture JSON such as RUN/student.json, or a checkpoint to fine-tune) "
     "on the dataset ROOT (OpenEarthMap layout, or any registered kind through data.kind), writing config.yaml, "
@@ -17,7 +17,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", help="baseline name, spec/architecture JSON, or checkpoint (required unless in --config)")
     parser.add_argument("--data", metavar="ROOT", help="dataset root (OpenEarthMap layout) or a data YAML (kind: large-raster, ...)")
     parser.add_argument("--out", metavar="RUN", help="run folder to create (or to continue with --resume)")
-    parser.add_argument("--preset", choices=["unet", "fasterseg", "sparsemask"], help="training recipe (default: unet)")
+    from terralite.engine.presets import PRESETS
+
+    parser.add_argument("--preset", choices=list(PRESETS), help="training recipe (default: unet; bolm: DeepLabV3+ "
+                                                                "ResNet-50 on 513 px large-raster windows)")
     add_config_options(parser, "--set optim.lr=0.01 --set 'loss={ce: 1, lovasz: 1}' --set data.kind=large-raster "
                                "(a loss given here or in --config replaces the preset's loss)")
     parser.add_argument("--pretrained", metavar="FILE", help="weights file you provide initialising the network: for "

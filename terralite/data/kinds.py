@@ -71,6 +71,26 @@ def _normalisation(data: DataConfig, input_record: dict | None) -> tuple[Any, An
     return bands, mean, std
 
 
+def _inputs(data: DataConfig, input_record: dict | None) -> list[str] | None:
+    """The named inputs to build with: the record's (a checkpoint's) when it has them, else ``data.inputs``.
+
+    A ``data.inputs`` that differs from the record's is an error: the model was trained on other inputs.
+    """
+    from terralite.data.scene import parse_inputs
+
+    wanted = parse_inputs(data.inputs)
+    if wanted is not None and data.bands is not None:
+        raise TerraLiteError("set either data.inputs (bands, composites, indices by name) or data.bands (a raw band "
+                             "selection), not both")
+    if input_record is None or "inputs" not in input_record and "bands" not in input_record:
+        return wanted
+    used = parse_inputs(input_record.get("inputs"))
+    if wanted is not None and [w.lower() for w in wanted] != [u.lower() for u in used or []]:
+        raise TerraLiteError(f"data.inputs {wanted} differ from the inputs the model was trained on ({used or 'raw bands'}); "
+                             f"drop data.inputs or set it to {used}")
+    return used
+
+
 def _check_bands_agree(data: DataConfig, dataset, input_record: dict | None, where: str) -> None:
     """``data.bands`` must select what the input record (checkpoint, training set) selected."""
     if input_record is None or data.bands is None or "bands" not in input_record:
@@ -131,6 +151,9 @@ class OpenEarthMapKind(DatasetKind):
         from terralite.data.openearthmap import OpenEarthMapDataset
 
         root = self._root(data)
+        if data.inputs is not None:
+            raise TerraLiteError(f"data.inputs {data.inputs} is for large-raster datasets (Sentinel-2 bands, composites, "
+                                 "indices); an OpenEarthMap dataset selects bands with data.bands")
         bands, mean, std = _normalisation(data, input_record)
         dataset = OpenEarthMapDataset(root, split, transform=transform, skip_missing=data.skip_missing, bands=bands,
                                       mean=mean, std=std, require_labels=require_labels,
@@ -227,13 +250,30 @@ class OpenEarthMapKind(DatasetKind):
 
 # ---- large rasters ---------------------------------------------------------------------------------------------
 
-def class_merge_table(name: str | None):
-    """The raw value → training id table a ``data.class_merge`` name stands for; None keeps raw ids."""
+def class_merge_table(name: str | dict | None):
+    """The raw value → training id table a ``data.class_merge`` name (or mapping) stands for; None keeps raw ids.
+
+    A mapping (YAML ``{1: 0, 2: 1, 11: null}``) maps raw label values to training ids 0..K-1; ``null`` and values
+    not listed are ignored.
+    """
     from terralite.data.large_raster import BOLM_MERGE
 
     tables = {"bolm": BOLM_MERGE}
     if name is None:
         return None
+    if isinstance(name, dict):
+        table = {}
+        for raw, target in name.items():
+            try:
+                table[int(raw)] = None if target is None else int(target)
+            except (TypeError, ValueError):
+                raise TerraLiteError(f"data.class_merge entry {raw!r}: {target!r} must map an integer label value to an "
+                                     "integer training id or null (ignored)") from None
+        ids = sorted({t for t in table.values() if t is not None})
+        if not ids or ids != list(range(len(ids))):
+            raise TerraLiteError(f"data.class_merge must map label values onto training ids 0..K-1 with none skipped; "
+                                 f"got ids {ids}")
+        return table
     if name not in tables:
         raise TerraLiteError(f"unknown data.class_merge {name!r}; valid: {', '.join(tables)} or null (raw label ids)")
     return tables[name]
@@ -243,16 +283,60 @@ LARGE_RASTER_SPLITS = ("train", "val", "test")
 
 
 class LargeRasterKind(DatasetKind):
-    """Windows of one large raster (``data.image``, ``data.label``), split in space by ``data.region_mask``."""
+    """Windows of one large raster (``data.image``, ``data.label``), split in space by ``data.region_mask`` or
+    ``data.region_box``."""
 
     name = "large-raster"
 
     @staticmethod
-    def _image(data: DataConfig) -> Path:
+    def _image(data: DataConfig):
+        """``data.image``: a raster path, a band-file folder (Paths) or a list of band files (list of str)."""
         if not data.image:
-            raise TerraLiteError("data.image is not set: a large-raster dataset needs the image raster "
-                                 "(--set data.image=PATH; data.label and data.region_mask name the label and held-out area)")
-        return Path(data.image)
+            raise TerraLiteError("data.image is not set: a large-raster dataset needs the image raster or a folder of "
+                                 "Sentinel-2 band files (--set data.image=PATH; data.label and data.region_mask or "
+                                 "data.region_box name the label and held-out area)")
+        if isinstance(data.image, list):
+            return [str(p) for p in data.image]
+        image = Path(data.image)
+        if not image.exists():
+            raise TerraLiteError(f"raster {image} does not exist (data.image)")
+        return image
+
+    @staticmethod
+    def _home(image) -> Path:
+        """The folder the cache and relative names hang from: the raster's folder, or the band files' folder."""
+        from terralite.data.scene import scene_files
+
+        files = scene_files(image)
+        return files[0].parent if isinstance(image, list) or Path(image).is_dir() else Path(image).parent
+
+    @staticmethod
+    def _stem(image) -> str:
+        from terralite.data.scene import is_band_files, scene_files
+
+        return scene_files(image)[0].parent.name if is_band_files(image) else Path(image).stem
+
+    def _files_key(self, image) -> list:
+        from terralite.data.scene import scene_files
+
+        home = self._home(image)
+        return [[relative(f, home), file_state(f)] for f in scene_files(image)]
+
+    def _region_box(self, data: DataConfig, image):
+        """``data.region_box`` as pixel rows/cols ``(row0, col0, row1, col1)`` of the image's grid, or None."""
+        if data.region_box is None:
+            return None
+        if data.region_mask is not None:
+            raise TerraLiteError("set either data.region_mask or data.region_box (the held-out area), not both")
+        from terralite.data.large_raster import box_to_pixels
+        from terralite.data.scene import open_scene
+
+        with open_scene(image) as scene:
+            box = box_to_pixels(data.region_box, scene.transform, scene.height, scene.width)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise TerraLiteError(f"data.region_box {list(data.region_box)} does not overlap image {image} "
+                                 "(give [xmin, ymin, xmax, ymax] in the image's CRS)")
+        return box
 
     @staticmethod
     def _split(split: str) -> bool:
@@ -261,9 +345,8 @@ class LargeRasterKind(DatasetKind):
             raise TerraLiteError(f"a large-raster dataset has the splits {', '.join(LARGE_RASTER_SPLITS)}; got {split!r}")
         return split != "train"
 
-    @staticmethod
-    def _cache(image: Path) -> DataCache:
-        return DataCache(image.parent)
+    def _cache(self, image) -> DataCache:
+        return DataCache(self._home(image))
 
     def _windows(self, data: DataConfig, split: str) -> list:
         """The split's windows (:func:`~terralite.data.large_raster.spatial_split_windows`), cached."""
@@ -276,28 +359,27 @@ class LargeRasterKind(DatasetKind):
         if data.window <= 0:
             raise TerraLiteError(f"data.window must be positive, got {data.window}")
         stride_of(data.window, data.overlap)  # validates the overlap
-        home = image.parent
+        home = self._home(image)
         mask = None if data.region_mask is None else Path(data.region_mask)
-        key = fingerprint({"what": "windows", "version": WINDOWS_VERSION, "image": [relative(image, home), file_state(image)],
+        box = self._region_box(data, image)
+        key = fingerprint({"what": "windows", "version": WINDOWS_VERSION, "image": self._files_key(image),
                            "mask": None if mask is None else [relative(mask, home), file_state(mask)],
+                           "box": None if box is None else list(box),
                            "window": data.window, "overlap": None if held_out else data.overlap, "held_out": held_out})
-        cache, name = self._cache(image), f"{image.stem}-{split}-windows"
+        cache, name = self._cache(image), f"{self._stem(image)}-{split}-windows"
         value = cache.load(name, key)
         if not (isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2 for v in value)):
-            if file_state(image) is None:
-                raise TerraLiteError(f"raster {image} does not exist")
-            windows = spatial_split_windows(image, data.window, data.overlap, mask, held_out)
+            windows = spatial_split_windows(image, data.window, data.overlap, mask, held_out, region_box=box)
             value = [[int(w.col_off), int(w.row_off)] for w in windows]
             cache.store(name, key, value)
         return [Window(col, row, data.window, data.window) for col, row in value]
 
-    def _stats_fn(self, image: Path, split: str):
+    def _stats_fn(self, image, split: str):
         def stats(dataset) -> tuple[list[float], list[float]]:
             picks = [[int(dataset.windows[i].col_off), int(dataset.windows[i].row_off)] for i in dataset.stats_picks()]
-            key = fingerprint({"what": "raster-stats", "version": STATS_VERSION,
-                               "image": [relative(image, image.parent), file_state(image)],
-                               "bands": dataset.bands, "window": dataset.window, "picks": picks})
-            cache, name = self._cache(image), f"{image.stem}-{split}-stats"
+            key = fingerprint({"what": "raster-stats", "version": STATS_VERSION, "image": self._files_key(image),
+                               "bands": dataset.bands, "inputs": dataset.inputs, "window": dataset.window, "picks": picks})
+            cache, name = self._cache(image), f"{self._stem(image)}-{split}-stats"
             value = cache.load(name, key)
             if _stats_entry_ok(value):
                 return value["bands"]["mean"], value["bands"]["std"]
@@ -318,16 +400,19 @@ class LargeRasterKind(DatasetKind):
         if require_labels and not data.label:
             raise TerraLiteError(f"data.label is not set: the {split} split of large raster {image} needs its label raster "
                                  "(--set data.label=PATH)")
-        if data.region_mask is None:
-            warnings.warn(f"large raster {image} has no data.region_mask: the {split} split reads the whole raster, "
-                          "so train, val and test overlap (no held-out region)", stacklevel=3)
+        if data.region_mask is None and data.region_box is None:
+            warnings.warn(f"large raster {image} has no data.region_mask nor data.region_box: the {split} split reads the "
+                          "whole raster, so train, val and test overlap (no held-out region)", stacklevel=3)
         windows = self._windows(data, split)
         bands, mean, std = _normalisation(data, input_record)
+        inputs = _inputs(data, input_record)
+        if inputs is not None:
+            bands = None  # named inputs replace a raw band selection
         dataset = LargeRasterDataset(image, data.label or None, window=data.window,
                                      stride=data.window if self._split(split) else stride_of(data.window, data.overlap),
                                      class_merge=class_merge_table(data.class_merge), bands=bands, mean=mean, std=std,
-                                     transform=transform, windows=windows, size_policy="pad",
-                                     stats_fn=self._stats_fn(image, split))
+                                     transform=transform, windows=windows, size_policy="pad", inputs=inputs,
+                                     class_names=data.class_names, stats_fn=self._stats_fn(image, split))
         _check_bands_agree(data, dataset, input_record, str(image))
         return dataset
 
@@ -336,27 +421,44 @@ class LargeRasterKind(DatasetKind):
     def _label_values(data: DataConfig) -> range:
         from terralite.data.large_raster import BOLM_CLASSES
 
-        class_merge_table(data.class_merge)  # validates the name
+        table = class_merge_table(data.class_merge)  # validates the name or mapping
+        if isinstance(data.class_merge, dict):
+            return range(0, max(table) + 1)
         return range(0, len(BOLM_CLASSES) + 1)  # raw BOLM values: 0 = no data, 1..11 = classes
 
     def _check_key(self, data: DataConfig) -> str:
         image = self._image(data)
-        home = image.parent
+        home = self._home(image)
         files = {name: None if getattr(data, name) is None else
                  [relative(getattr(data, name), home), file_state(getattr(data, name))]
-                 for name in ("image", "label", "region_mask")}
+                 for name in ("label", "region_mask")}
+        files["image"] = self._files_key(image)
         return fingerprint({"what": "raster-check", "version": CHECK_VERSION, "files": files,
                             "class_merge": data.class_merge})
 
     def problems(self, data, split):
-        from terralite.data.check import check_large_raster
+        from terralite.data.check import Problem, check_large_raster
 
         if split is not None:
             self._split(split)
+        from terralite.data.scene import is_band_files, open_scene, scene_files
+
         image = self._image(data)
-        problems = check_large_raster(image, data.label or None, data.region_mask or None, self._label_values(data))
+        reference = image
+        problems = []
+        if is_band_files(image):  # the label is checked against the finest band (the common grid)
+            files = scene_files(image)
+            try:
+                with open_scene(image) as scene:
+                    reference = scene.reference
+            except TerraLiteError as exc:
+                return [Problem(Path(files[0]).parent, str(exc))]
+            for other in files:
+                if other != reference:
+                    problems += check_large_raster(other)
+        problems += check_large_raster(reference, data.label or None, data.region_mask or None, self._label_values(data))
         if not problems:
-            self._cache(image).store(f"{image.stem}-check", self._check_key(data), {"missing": []})
+            self._cache(image).store(f"{self._stem(image)}-check", self._check_key(data), {"missing": []})
         return problems
 
     def check(self, data, split):
@@ -364,7 +466,7 @@ class LargeRasterKind(DatasetKind):
 
         self._split(split)
         image = self._image(data)
-        if self._cache(image).load(f"{image.stem}-check", self._check_key(data)) is not None:
+        if self._cache(image).load(f"{self._stem(image)}-check", self._check_key(data)) is not None:
             return
         problems = self.problems(data, split)
         if problems:
@@ -382,27 +484,47 @@ class LargeRasterKind(DatasetKind):
 
         dataset = self.build(data, split or "test", require_labels=False)
         counts = np.zeros(dataset.num_classes + 1, dtype=np.int64)  # last entry: ignored pixels
+        low = np.full(dataset.num_bands, np.inf)
+        high = np.full(dataset.num_bands, -np.inf)
         for i in dataset.stats_picks():
             _, label = dataset[int(i)]
+            raw, _, valid = dataset.read(int(i))  # model inputs before normalisation (indices in their own range)
+            if valid.any():
+                low = np.minimum(low, raw[:, valid].min(axis=1))
+                high = np.maximum(high, raw[:, valid].max(axis=1))
             w = dataset.windows[int(i)]  # only the part inside the raster (not the padding)
-            values = label.numpy()[:dataset.height - w.row_off, :dataset.width - w.col_off].ravel()
+            rows, cols = min(dataset.window, dataset.height - w.row_off), min(dataset.window, dataset.width - w.col_off)
+            values = label.numpy()[:rows, :cols].ravel()  # not the padding to a multiple of 32 either
             ignored = (values < 0) | (values >= dataset.num_classes)
             counts[-1] += int(ignored.sum())
             counts[:-1] += np.bincount(values[~ignored], minlength=dataset.num_classes)[:dataset.num_classes]
+        dataset.close()
         names = [*dataset.class_names, "ignored"]
+        from terralite.data.scene import open_scene
+
+        with open_scene(dataset.image, inputs=dataset.inputs, bands=dataset.bands) as scene:
+            channels = list(scene.channel_names)
         return {"num_images": len(dataset), "windows_sampled": len(dataset.stats_picks()),
-                "bands": {"mean": list(dataset.mean), "std": list(dataset.std)},
+                "inputs": dataset.inputs,
+                "bands": {"mean": list(dataset.mean), "std": list(dataset.std), "names": channels,
+                          "min": [float(v) for v in low], "max": [float(v) for v in high]},
                 "class_pixels": {name: int(n) for name, n in zip(names, counts)}}
 
     def splits(self, data):
         return list(LARGE_RASTER_SPLITS)
 
     def describe(self, data):
+        merge = "custom table" if isinstance(data.class_merge, dict) else data.class_merge or "raw ids"
         text = (f"large-raster {data.image or '(data.image not set)'}, labels {data.label or 'none'}, "
-                f"{data.window} px windows, training overlap {data.overlap:g}, classes {data.class_merge or 'raw ids'}")
+                f"{data.window} px windows, training overlap {data.overlap:g}, classes {merge}")
         if data.bands is not None:
             text += f", bands {list(data.bands)}"
-        if data.region_mask:
+        if data.inputs is not None:
+            text += f", inputs {data.inputs}"
+        if data.region_box is not None:
+            text += (f", held-out box {list(data.region_box)} in map coordinates (val/test: non-overlapping windows "
+                     "centred inside it; train: windows clear of it)")
+        elif data.region_mask:
             text += (f", held-out region {data.region_mask} (val/test: non-overlapping windows centred inside it; "
                      "train: windows clear of it)")
         else:

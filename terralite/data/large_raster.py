@@ -138,37 +138,78 @@ def _touching(region_mask, height: int, width: int, xs: np.ndarray, ys: np.ndarr
     return (cy @ grid.astype(np.float64) @ cx.T) > 0
 
 
-def spatial_split_windows(image_path: str | os.PathLike, window: int, overlap: float,
-                          region_mask: str | os.PathLike | np.ndarray | None, held_out: bool) -> list[Window]:
-    """Windows of one side of a spatial split of the raster at ``image_path``.
+def box_to_pixels(box: Sequence[float], transform, height: int, width: int) -> tuple[int, int, int, int]:
+    """``(row0, col0, row1, col1)``: the pixels whose centre lies in the map-coordinate box ``[xmin, ymin, xmax, ymax]``.
+
+    ``transform`` is the raster's affine geotransform; the result is clipped to the raster and may be empty.
+    """
+    if len(box) != 4:
+        raise TerraLiteError(f"region box must be [xmin, ymin, xmax, ymax] in map coordinates, got {list(box)}")
+    xmin, ymin, xmax, ymax = (float(v) for v in box)
+    if not (xmin < xmax and ymin < ymax):
+        raise TerraLiteError(f"region box [{xmin}, {ymin}, {xmax}, {ymax}] is empty: it needs xmin < xmax and ymin < ymax")
+    inverse = ~transform
+    corners = [inverse * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)]  # (col, row) floats
+    cols, rows = [c for c, _ in corners], [r for _, r in corners]
+    # pixel i (centre i + 0.5) is inside [lo, hi] when ceil(lo - 0.5) <= i <= floor(hi - 0.5)
+    r0, r1 = int(np.ceil(min(rows) - 0.5)), int(np.floor(max(rows) - 0.5)) + 1
+    c0, c1 = int(np.ceil(min(cols) - 0.5)), int(np.floor(max(cols) - 0.5)) + 1
+    return max(0, r0), max(0, c0), min(height, max(0, r1)), min(width, max(0, c1))
+
+
+def _box_centre_inside(box: tuple[int, int, int, int], windows: list[Window], height: int, width: int) -> np.ndarray:
+    r0, c0, r1, c1 = box
+    flags = []
+    for w in windows:
+        cy = w.row_off + min(w.height, height - w.row_off) / 2
+        cx = w.col_off + min(w.width, width - w.col_off) / 2
+        flags.append(r0 <= cy < r1 and c0 <= cx < c1)
+    return np.array(flags, dtype=bool)
+
+
+def spatial_split_windows(image, window: int, overlap: float,
+                          region_mask: str | os.PathLike | np.ndarray | None, held_out: bool,
+                          region_box: tuple[int, int, int, int] | None = None) -> list[Window]:
+    """Windows of one side of a spatial split of ``image`` (a raster path, a band-file folder or list).
 
     ``held_out=True`` (validation/test): non-overlapping windows (the last row/column padded past the edge)
-    whose centre is inside ``region_mask`` (nonzero = held out). ``held_out=False`` (training): windows with
-    the given ``overlap`` that touch no nonzero pixel of the mask and no held-out window, so that no training
-    pixel is ever evaluated. Without a mask both sides cover the whole raster (no held-out region).
+    whose centre is inside the held-out region: the nonzero pixels of ``region_mask``, or the pixel rectangle
+    ``region_box`` ``(row0, col0, row1, col1)`` (see :func:`box_to_pixels`). ``held_out=False`` (training):
+    windows with the given ``overlap`` that touch no held-out pixel and no held-out window, so that no training
+    pixel is ever evaluated. Without a region both sides cover the whole raster (no held-out region).
     """
-    with open_raster(image_path) as src:
-        height, width = src.height, src.width
+    from terralite.data.scene import open_scene
+
+    with open_scene(image) as scene:
+        height, width = scene.height, scene.width
+    if region_mask is not None and region_box is not None:
+        raise TerraLiteError("give the held-out region either as a region mask or as a box, not both")
     window = int(window)
     if window <= 0:
         raise TerraLiteError(f"window must be positive, got {window}")
     eval_x, eval_y = tile_offsets(width, window), tile_offsets(height, window)
     eval_windows = [Window(x, y, window, window) for y in eval_y for x in eval_x]
-    if region_mask is not None:
-        inside = _inside_mask(region_mask, eval_windows, height, width, "centre")
+    if region_mask is not None or region_box is not None:
+        inside = (_inside_mask(region_mask, eval_windows, height, width, "centre") if region_box is None
+                  else _box_centre_inside(region_box, eval_windows, height, width))
         eval_windows = [w for w, flag in zip(eval_windows, inside) if flag]
         if held_out and not eval_windows:
-            raise TerraLiteError(f"no {window} px window of {image_path} has its centre inside the region mask "
-                                 f"{region_mask if not isinstance(region_mask, np.ndarray) else '(array)'}; "
-                                 "check that the mask covers the image's extent and has nonzero pixels")
+            what = (f"the region box (pixel rows/cols {list(region_box)})" if region_box is not None else
+                    f"the region mask {region_mask if not isinstance(region_mask, np.ndarray) else '(array)'}")
+            raise TerraLiteError(f"no {window} px window of {image} has its centre inside {what}; "
+                                 "check that the region lies on the image and is larger than about one window")
     if held_out:
         return eval_windows
     stride = stride_of(window, overlap)
     train_x, train_y = window_offsets(width, window, stride), window_offsets(height, window, stride)
-    if region_mask is None:
+    if region_mask is None and region_box is None:
         return [Window(x, y, window, window) for y in train_y for x in train_x]
     xs, ys = _spans(train_x, window, width), _spans(train_y, window, height)
-    blocked = _touching(region_mask, height, width, xs, ys)
+    if region_box is not None:
+        r0, c0, r1, c1 = region_box
+        blocked = _overlaps(ys, np.array([[r0, r1]]))[:, :1] & _overlaps(xs, np.array([[c0, c1]]))[:, 0][None, :]
+    else:
+        blocked = _touching(region_mask, height, width, xs, ys)
     if eval_windows:
         chosen = np.zeros((len(eval_y), len(eval_x)), dtype=np.float64)  # held-out windows on their grid
         col = {x: i for i, x in enumerate(eval_x)}
@@ -181,8 +222,8 @@ def spatial_split_windows(image_path: str | os.PathLike, window: int, overlap: f
     windows = [Window(x, y, window, window) for i, y in enumerate(train_y) for j, x in enumerate(train_x)
                if not blocked[i, j]]
     if not windows:
-        raise TerraLiteError(f"every training window of {image_path} touches the held-out region of the region mask; "
-                             "the mask must leave room outside it for training")
+        raise TerraLiteError(f"every training window of {image} touches the held-out region; "
+                             "the region must leave room outside it for training")
     return windows
 
 
@@ -232,6 +273,10 @@ def merge_lut(class_merge: Mapping[int, int | None] | None) -> np.ndarray | None
 class LargeRasterDataset(torch.utils.data.Dataset):
     """``(image float32 (C, window, window), label int64 (window, window))`` windows of one large raster.
 
+    ``image_path`` is a raster, or Sentinel-2 band files (a folder or a list) read on the finest band's grid;
+    ``inputs`` names what the model sees (bands, composites, indices: :mod:`terralite.data.scene`) instead of
+    a raw ``bands`` selection. Pixels that are nodata in the image (or the label raster) are ignored.
+
     ``stride`` defaults to a quarter window (75 % overlap, the BOLM training protocol); use
     ``stride=window`` for non-overlapping test windows. ``region_mask`` is a raster path or a 2-D array
     covering the image's extent (resampled to it); ``keep="inside"``/``"outside"`` and ``mask_rule="centre"``/
@@ -257,9 +302,10 @@ class LargeRasterDataset(torch.utils.data.Dataset):
                  transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
                  stats_windows: int = 64, windows: Sequence[Window] | None = None, size_policy: str = "none",
                  stats_fn: Callable[["LargeRasterDataset"], tuple[list[float], list[float]]] | None = None,
+                 inputs: Sequence[str] | str | None = None,
                  class_names: Sequence[str] | None = None, palette: Sequence[tuple[int, int, int]] | None = None):
-        from terralite.data.bands import band_names, resolve_bands
         from terralite.data.classes import default_palette
+        from terralite.data.scene import open_scene, scene_files
 
         if window <= 0:
             raise TerraLiteError(f"window must be positive, got {window}")
@@ -272,16 +318,23 @@ class LargeRasterDataset(torch.utils.data.Dataset):
             raise TerraLiteError(f"mask_rule must be 'centre' or 'majority', got {mask_rule!r}")
         if size_policy not in SIZE_POLICIES:
             raise TerraLiteError(f"size_policy must be one of {', '.join(SIZE_POLICIES)}, got {size_policy!r}")
-        self.image_path = Path(image_path)
+        self.image = list(map(str, image_path)) if isinstance(image_path, (list, tuple)) else image_path
+        # a name for messages and window names: the raster, or the folder of the band files
+        self.image_path = scene_files(self.image)[0].parent if isinstance(self.image, list) else Path(image_path)
         self.label_path = None if label_path is None else Path(label_path)
         self.window, self.stride, self.transform, self.size_policy = int(window), stride, transform, size_policy
         self.stats_windows = int(stats_windows)
-        with open_raster(self.image_path) as src:
-            self.height, self.width = src.height, src.width
-            self.band_names = band_names(src)
-            grid = (src.crs, src.transform)
+        with open_scene(self.image, inputs=inputs, bands=bands) as scene:
+            self.height, self.width = scene.height, scene.width
+            self.band_names = scene.band_names
+            self.bands, self.inputs = scene.bands, scene.inputs
+            self.num_bands = scene.num_channels
+            grid = (scene.crs, scene.transform)
+        self.crs, self.geotransform = grid
+        self.label_nodata = None
         if self.label_path is not None:
             with open_raster(self.label_path) as src:
+                self.label_nodata = src.nodata
                 if src.count != 1:
                     raise TerraLiteError(f"label raster {self.label_path} has {src.count} bands; it must be single-band")
                 if (src.height, src.width) != (self.height, self.width):
@@ -289,8 +342,6 @@ class LargeRasterDataset(torch.utils.data.Dataset):
                                          f"{self.image_path} is {self.width}x{self.height} px")
                 if (src.crs, src.transform) != grid:
                     raise TerraLiteError(f"label raster {self.label_path} is not on the grid of image {self.image_path}")
-        self.bands = None if bands is None else resolve_bands(bands, self.band_names)
-        self.num_bands = len(self.band_names) if self.bands is None else len(self.bands)
         self._lut = merge_lut(class_merge)
         self.ignore_index = IGNORE_INDEX
         if class_names is None:
@@ -333,7 +384,10 @@ class LargeRasterDataset(torch.utils.data.Dataset):
 
     def input_record(self) -> dict:
         """The normalisation and band selection for the checkpoint's ``input`` entry."""
-        return {"bands": self.bands, "mean": self.mean, "std": self.std}
+        record = {"bands": self.bands, "mean": self.mean, "std": self.std}
+        if self.inputs is not None:
+            record["inputs"] = list(self.inputs)
+        return record
 
     def stats_picks(self) -> np.ndarray:
         """Indices of the (up to ``stats_windows``) evenly spread windows the statistics are computed from."""
@@ -344,14 +398,16 @@ class LargeRasterDataset(torch.utils.data.Dataset):
         """Per selected band mean and std (raw units) of the valid pixels of the :meth:`stats_picks` windows."""
         from terralite.data.stats import StatsAccumulator
 
+        from terralite.data.scene import open_scene
+
         acc = StatsAccumulator()
-        with open_raster(self.image_path) as src:
-            nodata = src.nodata
+        with open_scene(self.image, inputs=self.inputs, bands=self.bands) as scene:
             for i in self.stats_picks():
                 w = self.windows[i]  # clipped to the raster: padding must not count
                 inner = Window(w.col_off, w.row_off, min(w.width, self.width - w.col_off),
                                min(w.height, self.height - w.row_off))
-                acc.add(read_from(src, bands=self.bands, window=inner), nodata=nodata, name=str(self.image_path))
+                pixels, valid = scene.read(inner)
+                acc.add(pixels[:, valid][:, None, :], name=str(self.image_path))  # (C, 1, valid pixels)
         result = acc.result()["bands"]
         return result["mean"], result["std"]
 
@@ -359,11 +415,21 @@ class LargeRasterDataset(torch.utils.data.Dataset):
         """Raster handles opened once per process (DataLoader workers each open their own)."""
         import rasterio
 
+        from terralite.data.scene import open_scene
+
         if self._handles is None or self._handles[0] != os.getpid():
-            image = rasterio.open(self.image_path)
+            image = open_scene(self.image, inputs=self.inputs, bands=self.bands)
             label = rasterio.open(self.label_path) if self.label_path is not None else None
             self._handles = (os.getpid(), image, label)
         return self._handles[1], self._handles[2]
+
+    def close(self) -> None:
+        """Close the open raster handles (they reopen on the next read)."""
+        if self._handles is not None:
+            self._handles[1].close()
+            if self._handles[2] is not None:
+                self._handles[2].close()
+            self._handles = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -373,20 +439,23 @@ class LargeRasterDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw pixels ``(C, window, window)`` and raw label ``(window, window)`` (None without a label raster)."""
-        image_src, label_src = self._sources()
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Input pixels float32 ``(C, window, window)`` (raw units, or the derived inputs), raw label
+        ``(window, window)`` (None without a label raster) and the image's validity ``(window, window)``."""
+        scene, label_src = self._sources()
         win = self.windows[index]
-        image = read_from(image_src, bands=self.bands, window=win, boundless=True, fill_value=0)
+        image, valid = scene.read(win)
         label = None
         if label_src is not None:
             # outside the raster: a value that no merge table maps, i.e. ignored
             label = read_from(label_src, window=win, boundless=True, fill_value=0)[0]
-        return image, label
+        return image, label, valid
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        raw, label = self.read(index)
-        image = torch.from_numpy(normalize(raw, self.mean, self.std))
+        raw, label, valid = self.read(index)
+        pixels = normalize(raw, self.mean, self.std)
+        pixels[:, ~valid] = 0  # nodata reads as the mean
+        image = torch.from_numpy(pixels)
         if label is None:
             target = np.full(raw.shape[1:], IGNORE_INDEX, dtype=np.int64)
         elif self._lut is None:
@@ -395,6 +464,9 @@ class LargeRasterDataset(torch.utils.data.Dataset):
             values = label.astype(np.int64)
             inside = (values >= 0) & (values < self._lut.size)
             target = np.where(inside, self._lut[np.where(inside, values, 0)], IGNORE_INDEX)
+        if label is not None and self.label_nodata is not None:
+            target[label == self.label_nodata] = IGNORE_INDEX
+        target[~valid] = IGNORE_INDEX  # no image data: nothing to learn or score
         win = self.windows[index]
         target[max(0, self.height - win.row_off):, :] = IGNORE_INDEX  # past the raster's edge: padding
         target[:, max(0, self.width - win.col_off):] = IGNORE_INDEX

@@ -5,11 +5,14 @@ just a dataset root). :data:`DATASETS` maps a kind to its implementation (see :m
 
 - ``openearthmap``: the OpenEarthMap release layout under ``root`` (split lists ``<split>.txt``; any list name
   is a split, e.g. ``train_mini``).
-- ``large-raster``: windows of one large ``image`` raster and its ``label`` raster (the BOLM setting). The
-  spatial split comes from ``region_mask`` (nonzero = held out): ``train`` = ``window`` px windows with
-  ``overlap`` that touch neither the held-out region nor any evaluation window; ``val`` and ``test`` = the
-  same non-overlapping windows whose centre is inside it. Without ``region_mask`` every split reads the whole
-  raster, so scores are not held-out (:func:`describe_data` and a warning say so).
+- ``large-raster``: windows of one large ``image`` raster (or a folder/list of Sentinel-2 band files, resampled
+  onto the finest band's grid) and its ``label`` raster (the BOLM setting). The spatial split comes from
+  ``region_mask`` (nonzero = held out) or ``region_box`` (a rectangle in map coordinates): ``train`` =
+  ``window`` px windows with ``overlap`` that touch neither the held-out region nor any evaluation window;
+  ``val`` and ``test`` = the same non-overlapping windows whose centre is inside it. Without a region every
+  split reads the whole raster, so scores are not held-out (:func:`describe_data` and a warning say so).
+  ``inputs`` names the model input (bands, composites, indices; :mod:`terralite.data.scene`), ``class_merge``
+  the label table (``bolm`` or a mapping).
 
 Every dataset :func:`build_dataset` returns yields ``(image float32 (C, H, W), label int64 (H, W))`` and has
 ``num_bands``, ``bands``, ``mean``, ``std``, ``input_record()``, ``class_names``, ``num_classes``,
@@ -43,7 +46,7 @@ from terralite.registry import Registry
 #: Dataset kinds by name; entries are :class:`terralite.data.kinds.DatasetKind` objects.
 DATASETS = Registry("dataset kind")
 #: Fields that hold paths; in a data YAML file, relative ones are relative to the file's folder.
-PATH_FIELDS = ("root", "image", "label", "region_mask")
+PATH_FIELDS = ("root", "image", "label", "region_mask")  # ``image`` may also be a list of paths
 
 
 @dataclass
@@ -54,12 +57,15 @@ class DataConfig:
     root: str = ""                   # openearthmap: dataset root folder (train.txt/val.txt/test.txt + <region>/images|labels)
     bands: list | None = None        # input band selection (0-based indices or names); None = all bands
     skip_missing: bool = False       # openearthmap: skip listed files that do not exist
-    image: str | None = None         # large-raster: the image raster
+    image: str | list | None = None  # large-raster: the image raster, or Sentinel-2 band files (a folder, or a list of *_B04.tif ...)
     label: str | None = None         # large-raster: the label raster (single band)
     window: int = 513                # large-raster: window side in px
     overlap: float = 0.75            # large-raster: overlap of training windows (evaluation windows never overlap)
     region_mask: str | None = None   # large-raster: raster whose nonzero area is the held-out (val/test) region; train = outside it
-    class_merge: str | None = "bolm"  # large-raster: "bolm" (BOLM 11 classes -> 5 scored + Unrecognized ignored, large_raster.BOLM_MERGE) or None (raw ids)
+    region_box: list | None = None   # large-raster: instead of region_mask, [xmin, ymin, xmax, ymax] in the image's map coordinates held out (e.g. the city centre)
+    class_merge: str | dict | None = "bolm"  # large-raster: "bolm" (BOLM 11 classes -> 5 scored + Unrecognized ignored, large_raster.BOLM_MERGE), a mapping raw value -> training id (null = ignored), or None (raw ids)
+    class_names: list | None = None  # large-raster: names of the training ids of a class_merge mapping (default class_<i>)
+    inputs: str | list | None = None  # large-raster: model input by name: bands [B12, B11, B8], composites rgb|atm|fci|swi, indices ndvi|ndwi_gao|ndwi_mcfeeters|rvi (ndwi = Gao); None = data.bands
 
     def __post_init__(self) -> None:
         if isinstance(self.bands, str):  # "red,green,blue" or "0,1,2" from a command line
@@ -70,6 +76,10 @@ class DataConfig:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 setattr(self, name, os.fspath(value))
+            elif isinstance(value, tuple):
+                setattr(self, name, [os.fspath(v) for v in value])
+        if isinstance(self.inputs, str) and "," in self.inputs:  # "B12,B11,B8" from a command line
+            self.inputs = [v.strip() for v in self.inputs.split(",") if v.strip()]
         if self.kind not in DATASETS:
             DATASETS.get(self.kind)  # raises, listing the valid kinds
 
@@ -91,10 +101,17 @@ class DataConfig:
                 raise TerraLiteError(f"data file {path} does not exist; pass a dataset folder or a YAML file of data "
                                      f"fields ({', '.join(f.name for f in dataclasses.fields(cls))})")
             mapping = load_yaml(path)
-            for name in PATH_FIELDS:
-                raw = mapping.get(name)
+
+            def anchored(raw):
+                if isinstance(raw, list):
+                    return [anchored(item) for item in raw]
                 if isinstance(raw, str) and raw and not os.path.isabs(os.path.expanduser(raw)):
-                    mapping[name] = str(path.parent / raw)
+                    return str(path.parent / raw)
+                return raw
+
+            for name in PATH_FIELDS:
+                if name in mapping:
+                    mapping[name] = anchored(mapping[name])
             try:
                 return from_dict(cls, mapping, prefix="data.")
             except TerraLiteError as exc:

@@ -98,9 +98,16 @@ def compute_stats(root: str | os.PathLike, split: str | None = None, skip_missin
 
 def format_stats(stats: dict) -> str:
     """Human-readable table of a :func:`compute_stats` result."""
-    lines = [f"images: {stats['num_images']}", "", f"{'band':>6} {'mean':>10} {'std':>10}"]
-    for i, (m, s) in enumerate(zip(stats["bands"]["mean"], stats["bands"]["std"])):
-        lines.append(f"{i:>6} {m:>10.3f} {s:>10.3f}")
+    bands = stats["bands"]
+    lines = [f"images: {stats['num_images']}", ""]
+    if "names" in bands:  # large rasters: the model's input channels by name, with their range
+        lines.append(f"{'band':>6} {'name':>12} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
+        for i, row in enumerate(zip(bands["names"], bands["mean"], bands["std"], bands["min"], bands["max"])):
+            lines.append(f"{i:>6} {row[0]:>12} {row[1]:>10.3f} {row[2]:>10.3f} {row[3]:>10.3f} {row[4]:>10.3f}")
+    else:
+        lines.append(f"{'band':>6} {'mean':>10} {'std':>10}")
+        for i, (m, s) in enumerate(zip(bands["mean"], bands["std"])):
+            lines.append(f"{i:>6} {m:>10.3f} {s:>10.3f}")
     total = sum(stats["class_pixels"].values())
     lines += ["", f"{'class':<18} {'pixels':>12} {'share':>7}"]
     for name, n in stats["class_pixels"].items():

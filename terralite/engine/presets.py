@@ -106,6 +106,15 @@ PRESETS: dict[str, dict] = {
         "optim": {"name": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 4e-5, "decoder_lr_mult": 10.0},
         "schedule": {"name": "poly", "power": 0.9},
     },
+    # BD Open LULC Map (METHODS §1): DeepLabV3+ ResNet-50, batch 8, 25 epochs on whole 513 px windows (75 %
+    # overlap for training, non-overlapping evaluation windows), the 11 → 6 class merge. The paper names no
+    # optimiser: the U-Net recipe's AdamW 1e-4 is used. A data YAML given with --data/--config replaces `data`.
+    "bolm": {
+        "model": "deeplabv3plus-resnet50", "epochs": 25, "batch_size": 8, "crop": 0, "loss": {"ce": 1.0},
+        "optim": {"name": "adamw", "lr": 1e-4, "weight_decay": 1e-6},
+        "schedule": {"name": "constant"},
+        "data": {"kind": "large-raster", "window": 513, "overlap": 0.75, "class_merge": "bolm"},
+    },
 }
 
 
