@@ -253,11 +253,18 @@ def _short_label(row: dict) -> str:
     return f"{row['model']} ({', '.join(extras)})"
 
 
+#: Panels with more points than this label only their Pareto front.
+MAX_LABELLED_POINTS = 12
+
+
 def _repel_labels(ax, labels, steps: int = 60) -> None:
     """Push overlapping annotation boxes apart vertically (in display space) until none overlap, or ``steps``."""
     if len(labels) < 2:
         return
     renderer = ax.figure.canvas.get_renderer()
+    # offsets stay within half the panel's height: a dense board (30+ labels) would otherwise push labels so far
+    # that the text renderer fails on the coordinates
+    limit = ax.bbox.height * 72 / ax.figure.dpi / 2
     for _ in range(steps):
         boxes = [label.get_window_extent(renderer).expanded(1.05, 1.15) for label in labels]
         moved = False
@@ -268,7 +275,7 @@ def _repel_labels(ax, labels, steps: int = 60) -> None:
                     upper, lower = (i, j) if boxes[i].y0 >= boxes[j].y0 else (j, i)
                     for index, sign in ((upper, 1), (lower, -1)):
                         x, y = labels[index].xyann
-                        labels[index].xyann = (x, y + sign * push * 72 / ax.figure.dpi)
+                        labels[index].xyann = (x, max(-limit, min(limit, y + sign * push * 72 / ax.figure.dpi)))
                     moved = True
         if not moved:
             return
@@ -301,9 +308,11 @@ def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path
             xs, ys = [points[i][0] for i in front], [points[i][1] for i in front]
             ax.scatter(xs, ys, s=180, facecolors="none", edgecolors="black", linewidths=1.5, label="Pareto front", zorder=4)
             ax.plot(xs, ys, linestyle="--", color="black", zorder=2)
-        labels = [ax.annotate(_short_label(row), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points",
+        # a dense panel labels only its Pareto front: 30+ labels cannot be placed legibly (the table has every row)
+        labelled = range(len(points)) if len(points) <= MAX_LABELLED_POINTS else front
+        labels = [ax.annotate(_short_label(rows[i]), points[i], fontsize=7, xytext=(4, 4), textcoords="offset points",
                               arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
-                  for (x, y), row in zip(points, rows)]
+                  for i in labelled]
         labels += _paper_marks(ax, matching_paper_rows(rows), metric, rows)
         if points:
             ax.set_xscale("log")
@@ -311,9 +320,10 @@ def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path
         _repel_labels(ax, labels)
         ax.set_xlabel("measured FPS (images/s, from the median latency; TTA included)")
         ax.set_ylabel("mIoU" if metric == "miou" else "parameters (M) — no mIoU measured")
-        ax.set_title(_title(key, group_by), fontsize=9)
+        note = "" if len(points) <= MAX_LABELLED_POINTS else f" — {len(points)} rows, Pareto front labelled"
+        ax.set_title(_title(key, group_by) + note, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper right")  # a fixed corner: "best" is slow with many points
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -10,7 +10,7 @@ SIZE=${SIZE:-1024}
 WARMUP=${WARMUP:-2}
 ITERS=${ITERS:-5}
 OUT=${OUT:-results/cpu}
-MODELS=${MODELS:-$("$PY" -c 'from benchmark.zoo import BASELINES; print(" ".join(BASELINES.names()))')}
+MODELS=${MODELS:-$("$PY" -c 'from terralite.benchmark.zoo import BASELINES; print(" ".join(BASELINES.names()))')}
 
 mkdir -p "$OUT/rows"
 for runtime in torch onnxruntime; do

@@ -48,7 +48,9 @@ def measure(scene: Path, size: int) -> dict:
             "image_uint8_mb": round(size * size * 3 / 2**20)}
 
 
-@pytest.mark.slow
+# Not in CI: about 35 min on the 2-core CPU, and it does not pass yet (2026-12-01: 1746 MB peak RSS after training
+# and evaluation, above this bound and above the 1144 MB of the uint8 image; issue 16 item 5 stays open).
+@pytest.mark.scale
 def test_20000_px_scene_trains_and_evaluates_in_bounded_memory(tmp_path):
     out = subprocess.run([sys.executable, __file__, str(tmp_path / "scene"), "--size", "20000"],
                          capture_output=True, text=True, check=True)
