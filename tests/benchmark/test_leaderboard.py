@@ -132,3 +132,26 @@ def test_pareto_plot_shows_paper_marks_only_where_conditions_match(tmp_path, mon
     assert sorted(marks) == [0, 4]  # the GPU panel at 1024 gets the paper's four searched networks, the CPU one none
     md = (tmp_path / "board" / "leaderboard.md").read_text()
     assert md.count("Paper reference") == 1 and "FasterSeg #1 (paper)" in md
+
+
+def test_dense_pareto_panel_labels_its_front_and_keeps_labels_on_the_figure(tmp_path, monkeypatch):
+    """33 rows crowded on a few FPS values: only the Pareto front is labelled and no label is pushed off the
+    figure (the committed CPU board crashed the text renderer before this)."""
+    from matplotlib.figure import Figure
+
+    from terralite.benchmark import leaderboard
+
+    rows = [_row(f"net{i:02d}", 1024, 0.1 + 0.01 * (i % 5), tta=("none", "hflip", "hflip-batched")[i % 3], params=float(40 - i))
+            for i in range(33)]
+    saved = {}
+    original_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.setdefault("fig", fig) and original_savefig(fig, *a, **k))
+    build_leaderboard([write_rows(tmp_path / "r.jsonl", rows)], tmp_path / "board")
+    ax = saved["fig"].axes[0]
+    texts = [child for child in ax.texts]
+    front = leaderboard.pareto_front([(r["fps"], r["params_m"]) for r in rows], larger_x=True, larger_y=False)
+    assert len(texts) == len(front) < leaderboard.MAX_LABELLED_POINTS
+    assert "33 rows, Pareto front labelled" in ax.get_title()
+    limit = ax.bbox.height * 72 / saved["fig"].dpi / 2
+    assert all(abs(t.xyann[1]) <= limit + 1e-6 for t in texts)
+    assert (tmp_path / "board" / "pareto.png").stat().st_size > 0
