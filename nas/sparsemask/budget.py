@@ -94,6 +94,10 @@ def derive_within_budget(gates: np.ndarray, cost: CostModel, budget_macs: float,
                 new_mask = derive_mask(trial, threshold)
             except TerraLiteError:  # it was what kept the output stage alive: try the next one
                 continue
+            if np.array_equal(new_mask, mask):
+                # a connection that merging duplicate stages added (its own gate may be 0): zeroing it changes
+                # nothing, and accepting it would loop forever
+                continue
             gates, mask = trial, new_mask
             dropped.append(f"{stage_name(stage)}<-{input_name(kind, idx)}")
             break

@@ -135,3 +135,28 @@ def test_tiny_budgeted_search_respects_budget_and_resumes(synthetic_root, tmp_pa
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert float(rows[1]["rho"]) < float(rows[0]["rho"])  # the resumed controller went on from its saved state
     assert load_spec_file(out / "arch.json")["search"]["gmacs"] <= budget
+
+
+@pytest.mark.timeout(60)
+def test_budget_enforcement_skips_connections_that_merging_added():
+    """Merging duplicate stages hands a consumer a connection whose own gate is 0; zeroing it changes nothing, so
+    the enforcement must pass over it (it looped forever on it) and drop a real one."""
+    import numpy as np
+
+    from terralite.nas.sparsemask.budget import derive_within_budget
+    from terralite.search_spaces.sparsemask.cost import CostModel
+    from terralite.search_spaces.sparsemask.derive import derive_mask
+    from terralite.search_spaces.sparsemask.topology import TAP, UP
+
+    gates = np.zeros((9, 9, 2))
+    gates[2, 0, TAP] = gates[2, 1, TAP] = 1.0  # stage 2 and stage 3: the same inputs (duplicates)
+    gates[3, 0, TAP] = gates[3, 1, TAP] = 1.0
+    gates[5, 3, UP] = 1.0                      # stage 5 takes stage 2's output
+    gates[8, 4, UP] = gates[8, 6, UP] = gates[8, 8, TAP] = 1.0  # output: stage 3's and stage 5's outputs, tap 8
+    mask = derive_mask(gates)
+    assert mask[8, 3, UP] and gates[8, 3, UP] == 0  # stage 3 merged into stage 2: stage 8 now takes up 3, gate 0
+    cost = CostModel(64)
+    budget = cost.mask_macs(mask) - 1
+    fitted, dropped = derive_within_budget(gates, cost, budget)
+    assert cost.mask_macs(fitted) <= budget and dropped
+    assert "stage8<-up3" not in dropped[:1]  # the zero-gate connection was not "dropped" as if it changed anything
