@@ -59,6 +59,20 @@ def invoked_params(invoked: dict[int, nn.Module]) -> int:
     return sum(p.numel() for p in params.values())
 
 
+@contextlib.contextmanager
+def stated_structure(model: nn.Module):
+    """Run networks with a folded eager-inference path (``fold_eval``) as their architecture states them, so that
+    parameters and MACs are counted on the modules the spec describes."""
+    folding = [m for m in model.modules() if getattr(m, "fold_eval", False)]
+    for module in folding:
+        module.fold_eval = False
+    try:
+        yield model
+    finally:
+        for module in folding:
+            module.fold_eval = True
+
+
 def count_params(model: nn.Module, in_channels: int = 3, size: int = 64) -> int:
     """Number of parameters of the network as deployed: those of the modules one eval-mode forward of
     ``1 x in_channels x size x size`` runs (see the module docstring). The model's mode is restored.
@@ -71,7 +85,7 @@ def count_params(model: nn.Module, in_channels: int = 3, size: int = 64) -> int:
     dtype = reference.dtype if reference is not None and reference.is_floating_point() else torch.float32
     was_training = model.training
     try:
-        with torch.no_grad(), record_invoked(model.eval()) as invoked:
+        with torch.no_grad(), stated_structure(model), record_invoked(model.eval()) as invoked:
             model(torch.zeros(1, in_channels, size, size, device=device, dtype=dtype))
     finally:
         model.train(was_training)
@@ -105,7 +119,7 @@ def flop_counter_macs(model: nn.Module, x: torch.Tensor) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, stated_structure(model):
         model(x)
     return counter.get_total_flops() // 2
 

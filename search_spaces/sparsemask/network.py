@@ -97,6 +97,9 @@ class SparseMaskNet(nn.Module):
         init_weights(self.decoder)
         init_weights(self.head)
 
+    #: Eager eval runs the folded decoder; the profiler clears this to count the stated structure.
+    fold_eval = True
+
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters outside the encoder (decoder stages and head): the ones trained at 10x learning rate."""
         yield from self.decoder.parameters()
@@ -104,7 +107,11 @@ class SparseMaskNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        if not self.training:
+        # The folded eval path is for eager inference only. Traced forwards (fvcore's counts, ONNX export) see the
+        # network as the architecture states it: its parameters and MACs are what the counts and the JSON promise,
+        # and ONNX Runtime folds BN into the convs itself.
+        folded = not self.training and self.fold_eval and not torch.jit.is_tracing()
+        if folded:
             # NHWC: oneDNN's convolutions and the bilinear resizes run vectorised over channels (eval only:
             # training keeps the default layout its recipe was measured with)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -113,7 +120,7 @@ class SparseMaskNet(nn.Module):
         features = {input_name(TAP, j): F.relu6(t) for j, t in enumerate(taps) if t is not None}
         if self.uses_pool:
             features["up0"] = F.relu6(F.adaptive_avg_pool2d(taps[0], 1))  # (B, 1280, 1, 1)
-        decode = self._decode if self.training else self._decode_folded
+        decode = self._decode_folded if folded else self._decode
         last = decode(features, height, width)  # the head's input, "up9": (B, 64, H/2, W/2)
         logits = self.head(last).contiguous()  # (B, classes, H/2, W/2), back to NCHW before the 4x larger resize
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=True)
