@@ -120,7 +120,7 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
         return _export_tensorrt(model, spec, out, size, dynamic, opset, fp16, tolerance, inputs)
 
     lines = []
-    metadata = onnx_metadata(spec, normalisation, default_class_names(spec["num_classes"]))
+    metadata = onnx_metadata(spec, normalisation, default_class_names(spec["num_classes"], ckpt))
     with atomic_path(out) as tmp:
         export_onnx(model, tmp, size=size, in_channels=spec["in_channels"], dynamic=dynamic,
                     opset=opset or DEFAULT_OPSET)

@@ -48,7 +48,7 @@ def model_card(ckpt_path: str | Path, size: int = 1024) -> str:
         ("kind", _value(spec.get("kind"))),
         ("name", _value(spec.get("name") or spec.get("label"))),
         ("input bands", _value(spec.get("in_channels"))),
-        ("classes", ", ".join(f"{i} {n}" for i, n in enumerate(default_class_names(spec.get("num_classes", 8)), 1))),
+        ("classes", ", ".join(f"{i} {n}" for i, n in enumerate(default_class_names(spec.get("num_classes", 8), ckpt), 1))),
         ("parameters (deployed)", f"{counted['params_m']:.3f} M"),
         (f"GMACs at {size}x{size}", f"{counted['gmacs']:.2f} (fvcore; torch flop counter {counted['flop_counter_gmacs']:.2f})"),
     ])

@@ -7,8 +7,9 @@ Field meanings are listed in ``results/README.md``.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from terralite.atomic import ensure_parent, write_text_atomic
 from terralite.errors import TerraLiteError
@@ -32,18 +33,57 @@ CONDITION_FIELDS = ("input_size", "batch", "device", "runtime", "precision")
 """The conditions a measurement was taken under; only rows equal in all of them are ranked together."""
 
 
+NUMBER_FIELDS = ("params_m", "gmacs", "latency_ms_mean", "latency_ms_median", "latency_ms_p10", "latency_ms_p90",
+                 "fps", "loadavg", "peak_mem_mb", "miou")
+"""Measured quantities: a finite number >= 0, or null where not measured."""
+COUNT_FIELDS = ("input_size", "batch", "warmup", "iters", "cpus")
+"""Counts: an integer (``input_size`` and ``batch`` >= 1, the others >= 0), or null for the optional ones."""
+REQUIRED_COUNTS = ("input_size", "batch")
+
+
+def _field_problem(row: dict, field: str) -> str | None:
+    """Why ``row[field]`` is not a usable value, or None."""
+    value = row[field]
+    if value is None:
+        return "is missing (null)" if field in REQUIRED_COUNTS else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"is {json.dumps(value)[:40]}, not a number"
+    if not math.isfinite(value):
+        return f"is {value}"  # json.loads reads NaN and Infinity
+    if field in COUNT_FIELDS:
+        if value != int(value):
+            return f"is {value}, not a whole number"
+        if value < (1 if field in REQUIRED_COUNTS else 0):
+            return f"is {value}"
+    elif value < 0:
+        return f"is negative ({value})"
+    if field == "miou" and value > 1:
+        return f"is {value}, above 1 (mIoU is a fraction)"
+    return None
+
+
 def check_row(row: dict, source: str = "row") -> dict:
-    """``row`` if it has every field of :data:`ROW_FIELDS`; a row of the first format gets the newer ones as None."""
+    """``row`` if it has every field of :data:`ROW_FIELDS` with usable values; a row of the first format gets the
+    newer ones as None. A string, NaN, infinite or negative measurement is refused naming the field."""
+    if not isinstance(row, dict):
+        raise TerraLiteError(f"{source} is not a TerraLite benchmark row (a JSON {type(row).__name__}, not an object); "
+                             "remove that line or regenerate the file with terralite bench")
     missing = [f for f in LEGACY_ROW_FIELDS if f not in row]
     if missing:
         raise TerraLiteError(f"{source} is not a TerraLite benchmark row: fields {', '.join(missing)} are missing; regenerate it with terralite bench")
     for field in ROW_FIELDS:
         row.setdefault(field, None)
+    for field in (*NUMBER_FIELDS, *COUNT_FIELDS):
+        why = _field_problem(row, field)
+        if why:
+            raise TerraLiteError(f"{source}: field {field} {why}; fix that value (or set it to null if it was not "
+                                 "measured) or regenerate the row with terralite bench")
     return row
 
 
-def write_rows(path: str | Path, rows: Iterable[dict]) -> Path:
-    """Append ``rows`` to the JSONL file ``path`` (created if absent).
+def write_rows(path: str | Path, rows: Iterable[dict], replaces: Callable[[dict], bool] | None = None) -> Path:
+    """Append ``rows`` to the JSONL file ``path`` (created if absent); lines already there for which
+    ``replaces(row)`` is true are dropped first (a job that measures the same things again after a resume).
 
     The file is rewritten whole through a temporary file and a rename, so a kill never leaves a
     half-written line; run one writer per file at a time.
@@ -51,6 +91,8 @@ def write_rows(path: str | Path, rows: Iterable[dict]) -> Path:
     path = ensure_parent(path)
     lines = [json.dumps(check_row(dict(row)), sort_keys=False) for row in rows]
     existing = path.read_text() if path.is_file() else ""
+    if replaces is not None:
+        existing = "".join(line + "\n" for line in existing.splitlines() if line.strip() and not replaces(json.loads(line)))
     if existing and not existing.endswith("\n"):
         existing += "\n"
     write_text_atomic(path, existing + "".join(line + "\n" for line in lines))

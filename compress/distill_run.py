@@ -114,7 +114,8 @@ def distill(opts: DistillOptions) -> Path:
     with new_run_folder(out, opts):
         if student_ckpt is None:
             # seeded: a resumed run writes the same initial weights again
-            init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input)
+            init = save_checkpoint(out / "student_init.pt", student_spec, student.state_dict(), input=student_input,
+                                   class_names=teacher_ckpt.get("class_names"))
             cfg = dataclasses.replace(cfg, model=str(init))
         runs = {"distilled": train(_resumed(dataclasses.replace(cfg, label=f"{describe(student_spec)}-distilled"), opts), [term])}
         if opts.compare_alone:

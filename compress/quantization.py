@@ -46,17 +46,42 @@ def evenly_spaced(count: int, total: int) -> list[int]:
     return [int(i) for i in np.linspace(0, total - 1, count).round()]
 
 
+def model_sized_crops(image, label, size: tuple[int | None, int | None]) -> list[tuple]:
+    """``(image, label, real)`` crops that a model with a fixed input ``size`` = ``(H, W)`` can take (None: any).
+
+    A tile larger than the model's input is cut into a grid of crops of that size covering it (the last row and
+    column flush with the tile's edge); a smaller one is padded (image with 0, the normalised mean; label with
+    the ignore index, so padding is never scored). A dynamic input takes the tile as it is.
+    image: (C, H, W) float tensor; label: (H, W) long tensor; real: (h, w) bool, False on padding.
+    """
+    import torch
+
+    from terralite.data.large_raster import window_offsets
+    from terralite.data.transforms import pad_to_size
+
+    height, width = image.shape[-2:]
+    crop_h, crop_w = size[0] or height, size[1] or width
+    real = torch.ones(height, width, dtype=torch.bool)
+    image, label = pad_to_size(image, label, crop_h, crop_w)
+    real = torch.nn.functional.pad(real, (0, image.shape[-1] - width, 0, image.shape[-2] - height), value=False)
+    return [(image[:, y:y + crop_h, x:x + crop_w], label[y:y + crop_h, x:x + crop_w], real[y:y + crop_h, x:x + crop_w])
+            for y in window_offsets(image.shape[-2], crop_h, crop_h) for x in window_offsets(image.shape[-1], crop_w, crop_w)]
+
+
 def _calibration_reader_class():
     from onnxruntime.quantization import CalibrationDataReader
 
     class TileCalibrationReader(CalibrationDataReader):
-        """Feeds ``indices`` tiles of ``dataset`` (normalised ``(1, C, H, W)`` float32) to the calibrator."""
+        """Feeds ``indices`` tiles of ``dataset`` (normalised ``(1, C, H, W)`` float32) to the calibrator, each
+        cut or padded to the model's fixed input size (:func:`model_sized_crops`) when it has one."""
 
-        def __init__(self, dataset, input_name: str, indices: list[int]):
+        def __init__(self, dataset, input_name: str, indices: list[int], size: tuple[int | None, int | None]):
             self.dataset = dataset
             self.input_name = input_name
             self.indices = list(indices)
+            self.size = size
             self.position, self.end = 0, len(self.indices)
+            self.pending: list = []  # crops of the current tile not served yet
 
         def __len__(self) -> int:
             return len(self.indices)
@@ -66,11 +91,13 @@ def _calibration_reader_class():
             self.position, self.end = start_index, min(end_index, len(self.indices))
 
         def get_next(self):
-            if self.position >= self.end:
-                return None
-            image, _ = self.dataset[self.indices[self.position]]
-            self.position += 1
-            return {self.input_name: image.unsqueeze(0).numpy()}
+            if not self.pending:
+                if self.position >= self.end:
+                    return None
+                image, label = self.dataset[self.indices[self.position]]
+                self.pending = [crop for crop, _, _ in model_sized_crops(image, label, self.size)]
+                self.position += 1
+            return {self.input_name: self.pending.pop(0).unsqueeze(0).numpy()}
 
     return TileCalibrationReader
 
@@ -100,7 +127,7 @@ def quantize_onnx(fp32: str | Path, out: str | Path, calib_dataset, *, calib_ima
     input_name = onnx_file.input_name
     check_bands(calib_dataset, onnx_file.channels(), str(fp32))
     indices = evenly_spaced(calib_images, len(calib_dataset))
-    reader = _calibration_reader_class()(calib_dataset, input_name, indices)
+    reader = _calibration_reader_class()(calib_dataset, input_name, indices, onnx_file.input_dims[2:])
     with tempfile.TemporaryDirectory(prefix="terralite-quant-") as tmp:
         pre = Path(tmp) / "preprocessed.onnx"
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
@@ -154,17 +181,18 @@ def agreement(fp32: str | Path, int8: str | Path, dataset, num_classes: int, max
 
     sessions = [ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]) for path in (fp32, int8)]
     input_name = sessions[0].get_inputs()[0].name
-    check_bands(dataset, read_onnx_file(fp32).channels(), str(fp32))
+    onnx_file = read_onnx_file(fp32)
+    check_bands(dataset, onnx_file.channels(), str(fp32))
     matrices = [ConfusionMatrix(num_classes, IGNORE_INDEX) for _ in sessions]
     same = total = 0
     indices = evenly_spaced(max_images, len(dataset))
     for index in indices:
-        image, label = dataset[index]
-        preds = [torch.from_numpy(s.run(None, {input_name: image.unsqueeze(0).numpy()})[0]).argmax(1)[0] for s in sessions]
-        for matrix, pred in zip(matrices, preds):
-            matrix.update(pred, label)
-        same += int((preds[0] == preds[1]).sum())
-        total += preds[0].numel()
+        for image, label, real in model_sized_crops(*dataset[index], onnx_file.input_dims[2:]):
+            preds = [torch.from_numpy(s.run(None, {input_name: image.unsqueeze(0).numpy()})[0]).argmax(1)[0] for s in sessions]
+            for matrix, pred in zip(matrices, preds):
+                matrix.update(pred, label)
+            same += int((preds[0] == preds[1])[real].sum())  # padding does not count as agreement
+            total += int(real.sum())
     mious = [m.compute()["miou"] for m in matrices]
     return Agreement(len(indices), same / total, float(mious[0]), float(mious[1]))
 
@@ -230,7 +258,7 @@ def fp32_path_for(out: Path) -> Path:
 
 
 def _source_record(source: Path) -> tuple[dict, object]:
-    """``({spec, input}, module or None)`` of a checkpoint, or of an ONNX file exported by TerraLite."""
+    """``({spec, input, class_names}, module or None)`` of a checkpoint, or of an ONNX file exported by TerraLite."""
     if source.suffix.lower() == ".onnx":
         onnx_file = read_onnx_file(source)
         metadata = onnx_file.metadata
@@ -239,7 +267,7 @@ def _source_record(source: Path) -> tuple[dict, object]:
         in_channels = onnx_file.channels()
         spec = dict(metadata.get("spec") or {"kind": "onnx", "label": source.stem})
         spec.setdefault("in_channels", in_channels)
-        return {"spec": spec, "input": metadata["input"]}, None
+        return {"spec": spec, "input": metadata["input"], "class_names": metadata.get("class_names")}, None
     from terralite.checkpoint import load_checkpoint
     from terralite.models import build_model
 
@@ -248,7 +276,21 @@ def _source_record(source: Path) -> tuple[dict, object]:
     from terralite.models import load_weights
 
     load_weights(model, ckpt["state_dict"], f"checkpoint {source}")
-    return {"spec": ckpt["spec"], "input": ckpt.get("input")}, model.eval()
+    return {"spec": ckpt["spec"], "input": ckpt.get("input"), "class_names": ckpt.get("class_names")}, model.eval()
+
+
+def _bench_size_for(source: Path, requested: int) -> int:
+    """The size an ONNX source is timed at: its fixed square input when it has one (it runs at no other; said
+    when that is not ``requested``), else ``requested``. A fixed non-square input is timed at neither side."""
+    height, width = read_onnx_file(source).input_dims[2:]
+    if height is None and width is None:
+        return requested
+    if height != width:
+        raise TerraLiteError(f"{source} has a fixed {width}x{height} input and the benchmark times square inputs; export it "
+                             "with --dynamic-size (or square) to quantise it")
+    if height != requested:
+        print(f"note: {source} has a fixed {height}x{height} input; both models are timed at {height} px, not --bench-size {requested}")
+    return height
 
 
 #: The options every run needs, with the flag that gives each (checked by :func:`quantize_model`).
@@ -293,6 +335,7 @@ def quantize_model(opts: QuantizeOptions) -> dict:
         ensure_parent(opts.tensorrt)
     record, model = _source_record(source)
     spec = record["spec"]
+    bench_size = _bench_size_for(source, opts.bench_size) if model is None else opts.bench_size
     calib_set = dataset_for_checkpoint(record, opts.calib, opts.calib_split)
     eval_set = dataset_for_checkpoint(record, opts.calib, opts.eval_split) if opts.eval_split else None
 
@@ -301,11 +344,12 @@ def quantize_model(opts: QuantizeOptions) -> dict:
         if model is not None:
             from terralite.benchmark.export import export_onnx
             from terralite.onnx_metadata import onnx_metadata
+            from terralite.predict import default_class_names
 
             fp32 = fp32_path_for(out)
             export_onnx(model, fp32, 64, spec["in_channels"], dynamic=True)
             created.append(fp32)
-            write_onnx_metadata(fp32, onnx_metadata(spec, record["input"], CLASS_NAMES[: spec.get("num_classes", len(CLASS_NAMES))]))
+            write_onnx_metadata(fp32, onnx_metadata(spec, record["input"], default_class_names(spec["num_classes"], record)))
         else:
             fp32 = source
         quantize_onnx(fp32, out, calib_set, calib_images=opts.calib_images, per_channel=opts.per_channel)
@@ -318,14 +362,14 @@ def quantize_model(opts: QuantizeOptions) -> dict:
             report["agreement"] = agreement(fp32, out, eval_set, spec.get("num_classes", len(CLASS_NAMES)), opts.eval_images).to_dict()
             report["agreement"]["split"] = opts.eval_split
         if opts.tensorrt:
-            report["tensorrt_engine"] = str(build_int8_engine(out, opts.tensorrt, opts.bench_size, spec["in_channels"]))
-            report["tensorrt_input_size"] = opts.bench_size
+            report["tensorrt_engine"] = str(build_int8_engine(out, opts.tensorrt, bench_size, spec["in_channels"]))
+            report["tensorrt_input_size"] = bench_size
             created.append(Path(opts.tensorrt))
         scores = report.get("agreement", {})
         name = describe(spec)
         entries = [Entry(name, spec, model=model, onnx=fp32, precision="fp32", miou=scores.get("miou_fp32"), role="fp32"),
                    Entry(f"{name}-int8", spec, model=model, onnx=out, precision="int8", miou=scores.get("miou_int8"), role="int8")]
-        rows_file = write_compression_rows(out.parent, entries, bench_size=opts.bench_size, iterations=opts.bench_iters,
+        rows_file = write_compression_rows(out.parent, entries, bench_size=bench_size, iterations=opts.bench_iters,
                                            eval_split=opts.eval_split)
         from terralite.benchmark.rows import read_rows
 

@@ -55,7 +55,8 @@ def measure_entry(entry: Entry, bench_size: int, iterations: int, eval_split: st
 
 def write_compression_rows(run: str | Path, entries: list[Entry], *, bench_size: int = 1024, iterations: int = 10,
                            eval_split: str | None = None, log: Callable[[str], None] | None = None) -> Path:
-    """Measure every entry and append its row to ``run/compression_rows.jsonl``; returns the file."""
+    """Measure every entry and append its row to ``run/compression_rows.jsonl``; returns the file. A row already
+    there for the same role and network (a resumed or repeated job) is replaced, never duplicated."""
     from terralite.benchmark.rows import write_rows
 
     rows = []
@@ -66,4 +67,5 @@ def write_compression_rows(run: str | Path, entries: list[Entry], *, bench_size:
             counts = f"{row['params_m']:.3f} M params, " + (f"{row['gmacs']:.2f} GMACs, " if row["gmacs"] is not None else "")
             log(f"{entry.name} ({row['runtime']} {entry.precision}): {counts}{row['latency_ms_mean']:.1f} ms on CPU at {bench_size} px"
                 + (f", mIoU {entry.miou:.4f}" if entry.miou is not None else ""))
-    return write_rows(Path(run) / ROWS_FILE, rows)
+    measured = {(row["role"], row["spec_hash"]) for row in rows}
+    return write_rows(Path(run) / ROWS_FILE, rows, replaces=lambda row: (row.get("role"), row.get("spec_hash")) in measured)

@@ -78,10 +78,14 @@ class Predictor:
             raise TerraLiteError(f"model {self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
 
 
-def default_class_names(num_classes: int) -> list[str]:
-    """The OpenEarthMap names for 8 classes, else ``class 1..K``."""
+def default_class_names(num_classes: int, ckpt: dict | None = None) -> list[str]:
+    """The class names a checkpoint stored (its training data's, e.g. the five merged BOLM classes), else the
+    OpenEarthMap names for 8 classes, else ``class 1..K`` (checkpoints written before names were stored)."""
     from terralite.data.classes import CLASS_NAMES
 
+    stored = list((ckpt or {}).get("class_names") or [])
+    if len(stored) == num_classes:
+        return [str(name) for name in stored]
     if num_classes == len(CLASS_NAMES):
         return list(CLASS_NAMES)
     return [f"class {i}" for i in range(1, num_classes + 1)]
@@ -205,7 +209,8 @@ def _load_torch(path: Path, device: str, tta: str, normalisation: dict | None) -
     norm = _merge_normalisation((ckpt or {}).get("input"), normalisation)
     name = describe(spec)
     norm = check_normalisation(norm, spec["in_channels"], f"{name} ({path})")
-    return predictor_from_module(module, norm, name=name, device=device, tta=tta, spec_hash=spec_hash(spec))
+    return predictor_from_module(module, norm, name=name, class_names=default_class_names(spec["num_classes"], ckpt),
+                                 device=device, tta=tta, spec_hash=spec_hash(spec))
 
 
 def _onnx_dims(shape: list) -> tuple:

@@ -177,6 +177,8 @@ def require_sound_dataset(root: str | os.PathLike, split: str | None) -> None:
 
 #: Pixels read at once when a large raster is checked (per strip, all bands).
 _STRIP_PIXELS = 1 << 24
+#: Pixels counted at once when a label's values are collected (their int64 copy: 16 MB).
+_BINCOUNT_PIXELS = 1 << 21
 
 
 def _strips(src):
@@ -203,7 +205,10 @@ def _read_all(path: Path, problems: list[Problem], values: set | None = None) ->
                     nonfinite += int(pixels.size - np.count_nonzero(np.isfinite(pixels)))
                 if values is not None and len(values) <= 1024:
                     if pixels.dtype.kind == "u" and pixels.dtype.itemsize <= 2:  # much faster than sorting
-                        values.update(np.flatnonzero(np.bincount(pixels.ravel())).tolist())
+                        # bincount casts to int64 (8 bytes a pixel): count in slices so the cast stays small
+                        flat = pixels.ravel()
+                        for start in range(0, flat.size, _BINCOUNT_PIXELS):
+                            values.update(np.flatnonzero(np.bincount(flat[start:start + _BINCOUNT_PIXELS])).tolist())
                     else:
                         values.update(np.unique(pixels).tolist())
             problems += _nonfinite_problems(path, nonfinite)

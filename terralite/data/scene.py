@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 from rasterio.windows import Window
 
+from terralite.data.raster import GDAL_BLOCK_CACHE_MB  # noqa: F401  (caps GDAL's block cache before any read)
 from terralite.errors import TerraLiteError
 
 #: Plain colour names of 3-band rasters and what they mean in Sentinel-2 terms (so ``rgb`` works on them).

@@ -167,6 +167,7 @@ class RunJob(abc.ABC):
         barrier()
         train_set = build_dataset(data, train_split, transform=transform, input_record=input_record)
         self.input_record = train_set.input_record()
+        self.class_names = [str(n) for n in getattr(train_set, "class_names", None) or []]
         self.data_name = describe_data(data)
         from terralite.data.normalize import require_finite_normalisation
 
@@ -216,7 +217,8 @@ class RunJob(abc.ABC):
 
         save_checkpoint(Path(self.cfg.out) / name, self.checkpoint_spec(), self.model_state(), epoch=epoch,
                         step_in_epoch=step_in_epoch, config=to_dict(self.cfg), metrics=_python_values(metrics or {}),
-                        input=self.input_record, rng=get_rng_state(), best=self.best, **self.job_state())
+                        input=self.input_record, class_names=self.class_names, rng=get_rng_state(), best=self.best,
+                        **self.job_state())
 
     # -------------------------------------------------------------------- run
     def _start(self) -> None:
@@ -240,6 +242,7 @@ class RunJob(abc.ABC):
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         self.input_record: dict | None = None
+        self.class_names: list[str] = []  # the training data's, stored in every checkpoint (maps and exports name them)
         self.start_epoch, self.start_batch, self.best = 0, 0, None
         self.build()
         if self.resume_ckpt is not None:

@@ -155,3 +155,43 @@ def test_dense_pareto_panel_labels_its_front_and_keeps_labels_on_the_figure(tmp_
     limit = ax.bbox.height * 72 / saved["fig"].dpi / 2
     assert all(abs(t.xyann[1]) <= limit + 1e-6 for t in texts)
     assert (tmp_path / "board" / "pareto.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("fps", "12.5", 'field fps is "12.5", not a number'),
+    ("latency_ms_median", float("nan"), "field latency_ms_median is nan"),
+    ("params_m", -2.0, "field params_m is negative (-2.0)"),
+    ("gmacs", float("inf"), "field gmacs is inf"),
+    ("miou", 41.0, "field miou is 41.0, above 1"),
+    ("input_size", 0, "field input_size is 0"),
+    ("iters", 2.5, "field iters is 2.5, not a whole number"),
+    ("batch", None, "field batch is missing (null)"),
+])
+def test_leaderboard_refuses_rows_with_bad_numbers(tmp_path, capsys, field, value, says):
+    good = json.dumps(_row("ok", 256, 10.0))
+    bad = _row("bad", 256, 10.0)
+    bad[field] = value
+    path = tmp_path / "rows.jsonl"
+    path.write_text(good + "\n" + json.dumps(bad) + "\n")  # json.dumps writes NaN / Infinity, as a hand edit might
+    before = path.read_bytes()
+    code = main(["leaderboard", str(path), "--out", str(tmp_path / "board")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{path}:2: {says}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert path.read_bytes() == before
+    assert not (tmp_path / "board").exists()
+
+
+def test_leaderboard_refuses_a_line_that_is_not_an_object(tmp_path, capsys):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("[1, 2]\n")
+    assert main(["leaderboard", str(path), "--out", str(tmp_path / "board")]) == 2
+    assert f"{path}:1 is not a TerraLite benchmark row (a JSON list, not an object)" in capsys.readouterr().err
+
+
+def test_rows_of_a_repeated_measurement_replace_the_old_ones(tmp_path):
+    path = write_rows(tmp_path / "r.jsonl", [dict(_row("a", 256, 5.0), role="parent"), dict(_row("b", 256, 6.0), role="pruned")])
+    write_rows(path, [dict(_row("b", 256, 7.0), role="pruned")], replaces=lambda row: row.get("role") == "pruned")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["role"], r["fps"]) for r in rows] == [("parent", 5.0), ("pruned", 7.0)]

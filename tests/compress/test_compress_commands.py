@@ -8,6 +8,7 @@ import torch
 
 from terralite.checkpoint import save_checkpoint
 from terralite.cli import main
+from terralite.data.classes import IGNORE_INDEX
 from terralite.data.openearthmap import OpenEarthMapDataset
 from terralite.models import build_model
 
@@ -270,3 +271,30 @@ def test_missing_required_options_are_named(argv, missing, tmp_path, capsys, mon
     assert main(argv) == 2
     assert f"missing {missing}:" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("static_size, crops_per_tile", [(32, 4), (128, 1)])
+def test_static_onnx_quantises_on_tiles_of_another_size(tiny_ckpt, synthetic_root, tmp_path, capsys, static_size, crops_per_tile):
+    """A static export takes one size only: 64 px calibration tiles are cut into 32 px crops, or padded to 128."""
+    from terralite.benchmark.onnx_file import read_onnx_file
+    from terralite.compress.quantization import model_sized_crops
+
+    fp32 = tmp_path / "static.onnx"
+    assert main(["export", str(tiny_ckpt), "--out", str(fp32), "--size", str(static_size)]) == 0
+    assert read_onnx_file(fp32).input_dims == (1, 3, static_size, static_size)
+    capsys.readouterr()
+    out = tmp_path / "static.int8.onnx"
+    assert main(["quantize", str(fp32), "--calib", str(synthetic_root), "--out", str(out), "--calib-images", "2",
+                 "--eval-images", "2", *BENCH]) == 0
+    assert f"fixed {static_size}x{static_size} input; both models are timed at {static_size} px" in capsys.readouterr().out
+    report = json.loads((tmp_path / "static.int8.onnx.json").read_text())
+    assert report["agreement"]["pixel_agreement"] >= 0.99 and report["speed"]["input_size"] == static_size
+    assert read_onnx_file(out).input_dims == (1, 3, static_size, static_size)
+    image, label = OpenEarthMapDataset(synthetic_root, "val")[0]  # (3, 64, 64)
+    crops = model_sized_crops(image, label, (static_size, static_size))
+    assert len(crops) == crops_per_tile
+    assert all(c.shape == (3, static_size, static_size) and lab.shape == real.shape == (static_size, static_size) for c, lab, real in crops)
+    assert sum(int(real.sum()) for _, _, real in crops) == 64 * 64  # every pixel once, padding marked
+    if static_size > 64:
+        (crop, lab, real), = crops
+        assert (lab[~real] == IGNORE_INDEX).all() and (crop[:, 64:, :] == 0).all()

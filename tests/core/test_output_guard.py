@@ -37,9 +37,10 @@ def checkpoint(tmp_path_factory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", spec, build_model(spec).state_dict(), input=NORM)
 
 
-def scene(path: Path) -> Path:
-    image = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32618",
+def scene(path: Path, size: int = 64) -> Path:
+    """A random RGB uint8 GeoTIFF of ``size`` x ``size`` px."""
+    image = np.random.default_rng(0).integers(0, 255, (3, size, size), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32618",
                        transform=from_origin(500000.0, 4200000.0, 0.5, 0.5)) as dst:
         dst.write(image)
     return path

@@ -247,6 +247,19 @@ def test_train_preset_bolm_then_eval_and_predict_the_whole_scene(s2_scene, tmp_p
         assert (m.crs, m.transform, m.shape) == (lab.crs, lab.transform, lab.shape)
         classes = m.read(1)
     assert classes.min() >= 1 and classes.max() <= 5  # every pixel mapped (no nodata), 5 merged classes
+    # the class names travel with the network: checkpoint → map tags and category table → ONNX metadata
+    from terralite.checkpoint import load_checkpoint
+
+    merged = ["farmland", "water", "forest", "built-up", "meadow"]
+    assert load_checkpoint(run / "last.pt")["class_names"] == merged
+    with rasterio.open(out) as m:
+        assert [m.tags(1)[f"CLASS_{i}"] for i in range(1, 6)] == merged
+    assert "<Category>farmland</Category>" in (tmp_path / "map.tif.aux.xml").read_text()
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(run / "last.pt"), "--out", str(onnx_path), "--size", "64"]) == 0
+    from terralite.benchmark.onnx_file import read_onnx_file
+
+    assert read_onnx_file(onnx_path).metadata["class_names"] == merged
 
 
 def test_stats_of_a_scene_with_an_index_input(s2_scene):
