@@ -10,6 +10,13 @@ ONNX Runtime's pool).
 
 ``hflip-batched`` concatenates both views on the batch axis and runs the network once on ``2B`` images; the
 network graph must accept that batch (a dynamic batch, or one exported at ``2B``: pass ``network_batch``).
+
+When the network ends in a bilinear (or bicubic) ``Resize`` to the input size — most segmentation networks
+predict at 1/4 or 1/8 and upsample — the flips are undone and the views summed *before* that resize, which then
+runs once: a linear resize with symmetric coordinates commutes with flips and with the sum, so the logits are the
+same (up to float rounding) and the merge costs a few low-resolution maps instead of one full-resolution resize,
+flip and sum per view. Quarter turns (``d4``) keep the merge at full resolution, and ``hflip-batched`` its one
+batched resize.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from terralite.tta import check_tta_mode, transforms
 GRAPH_TTA_MODES = ("none", "hflip", "flips", "d4", "hflip-batched")
 
 _INT64_MIN = -(2**63)
+#: Resize coordinate modes under which resizing commutes with a flip (sample positions mirror each other).
+_SYMMETRIC_RESIZE = ("half_pixel", "pytorch_half_pixel", "align_corners")
 
 
 def tta_graph(proto, mode: str):
@@ -68,10 +77,16 @@ def tta_graph(proto, mode: str):
             name = flip(transpose(name, f"{tag}/unrot{step}/t"), 3, f"{tag}/unrot{step}")
         return flip(name, 3, f"{tag}/unflip") if hflip else name
 
-    def network(source: str, tag: str) -> str:
-        # one copy of the network's nodes, its intermediate names prefixed with tag (weights shared)
+    # not for hflip-batched: its resize's sizes carry the doubled batch (the one resize is batched anyway)
+    final_resize = _flip_equivariant_final_resize(graph, y) if mode in ("hflip", "flips") else None
+    body = [n for n in graph.node if n is not final_resize]
+    merged = final_resize.input[0] if final_resize is not None else y  # the tensor the views are summed at
+
+    def network(source: str, tag: str) -> dict[str, str]:
+        # one copy of the network's nodes (the final resize left out when it runs once after the merge), its
+        # intermediate names prefixed with tag (weights shared); returns the renaming
         rename = {x: source}
-        for node in graph.node:
+        for node in body:
             copy = onnx.NodeProto()
             copy.CopyFrom(node)
             copy.name = f"{tag}/{node.name}" if node.name else ""
@@ -81,11 +96,11 @@ def tta_graph(proto, mode: str):
                     rename[out] = f"{tag}/{out}"
                     copy.output[index] = rename[out]
             nodes.append(copy)
-        return rename[y]
+        return rename
 
     if mode == "hflip-batched":
         nodes.append(helper.make_node("Concat", [x, flip(x, 3, "b/hflip")], ["b/both"], axis=0))
-        both = network("b/both", "b")
+        both = network("b/both", "b")[y]
         # two equal halves: opset 18 names their number, earlier opsets split equally by default
         extra = {"num_outputs": 2} if _opset(proto) >= 18 else {}
         nodes.append(helper.make_node("Split", [both], ["b/view0", "b/view1"], axis=0, **extra))
@@ -94,8 +109,18 @@ def tta_graph(proto, mode: str):
         outputs = []
         for index, (k, hflip) in enumerate(transforms(mode)):
             tag = f"v{index}"
-            outputs.append(unview(network(view(x, k, hflip, tag), tag), k, hflip, tag))
-    nodes.append(helper.make_node("Sum", outputs, [y]))
+            rename = network(view(x, k, hflip, tag), tag)
+            first = rename if index == 0 else first
+            outputs.append(unview(rename[merged], k, hflip, tag))  # k = 0 or 2 (a flip of both axes) before a resize
+    if final_resize is None:
+        nodes.append(helper.make_node("Sum", outputs, [y]))
+    else:  # sum at low resolution, then the network's own resize, once (its sizes/scales from the first copy)
+        nodes.append(helper.make_node("Sum", outputs, ["tta/merged"]))
+        resize = onnx.NodeProto()
+        resize.CopyFrom(final_resize)
+        resize.input[:] = ["tta/merged", *[first.get(i, i) if i else i for i in final_resize.input[1:]]]
+        resize.output[:] = [y]
+        nodes.append(resize)
     image = onnx.ValueInfoProto()
     image.CopyFrom(inputs[0])
     if mode == "hflip-batched":  # the graph takes B images; the network inside runs on 2B
@@ -114,6 +139,25 @@ def tta_graph(proto, mode: str):
         if dims:
             dims[0].CopyFrom(image.type.tensor_type.shape.dim[0])
     return model
+
+
+def _flip_equivariant_final_resize(graph, output: str):
+    """The ``Resize`` node that produces ``output`` when it commutes with flips (linear or cubic, symmetric
+    coordinates, no antialiasing, its data input not also a graph output), else None."""
+    node = next((n for n in graph.node if output in n.output), None)
+    if node is None or node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
+        return None
+    attrs = {a.name: a for a in node.attribute}
+    text = lambda name, default: attrs[name].s.decode() if name in attrs else default  # noqa: E731
+    if text("mode", "nearest") not in ("linear", "cubic"):
+        return None
+    if text("coordinate_transformation_mode", "half_pixel") not in _SYMMETRIC_RESIZE:
+        return None
+    if "antialias" in attrs and attrs["antialias"].i:
+        return None
+    if "axes" in attrs or text("keep_aspect_ratio_policy", "stretch") != "stretch":
+        return None
+    return node
 
 
 def _opset(proto) -> int:

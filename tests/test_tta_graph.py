@@ -54,6 +54,30 @@ def test_graph_tta_equals_eager_tta(net, tmp_path, mode, dynamic):
     assert np.abs(got - 2 * plain).max() > 1e-2  # the views really differ: a wrong flip would show
     # weights are shared by the passes, not copied
     assert len(graph.graph.initializer) == len(onnx.load(str(path)).graph.initializer)
+    # flips commute with the final bilinear resize: the views merge at low resolution and it runs once;
+    # quarter turns keep one resize per view
+    resizes = sum(node.op_type == "Resize" for node in graph.graph.node)
+    assert resizes == {"d4": 8, "hflip-batched": 1}.get(mode, 1)
+
+
+class EndsInNearest(NotFlipInvariant):
+    """A nearest-neighbour final resize does not commute with a flip: the merge stays at full resolution."""
+
+    def forward(self, x):
+        y = self.conv2(torch.relu(self.conv1(x)))
+        return torch.nn.functional.interpolate(y, size=x.shape[-2:], mode="nearest")
+
+
+def test_a_final_resize_that_does_not_commute_with_flips_runs_per_view(tmp_path):
+    torch.manual_seed(0)
+    net = EndsInNearest().eval()
+    path = export_onnx(net, tmp_path / "net.onnx", 32, 3)
+    graph = tta_graph(onnx.load(str(path)), "hflip")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = tta_forward(net, x, "hflip").numpy()
+    assert np.abs(_run(graph, x) - expected).max() < 1e-4
+    assert sum(node.op_type == "Resize" for node in graph.graph.node) == 2
 
 
 def test_none_is_the_graph_itself_and_odd_batched_is_refused(net, tmp_path):
