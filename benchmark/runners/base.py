@@ -115,8 +115,7 @@ class Runner:
     @torch.no_grad()
     def measure(self, warmup: int = 10, iters: int = 300) -> LatencyStats:
         """Run ``warmup`` untimed then ``iters`` timed calls; return their statistics."""
-        if warmup < 0 or iters < 1:
-            raise TerraLiteError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+        _check_counts(warmup, iters)
         x = self.make_input()
         load_before = _loadavg()
         meter = self._memory_meter()
@@ -125,7 +124,10 @@ class Runner:
             self(x)
         times = self._timed(x, iters)
         peak = meter.stop()
-        loads = [v for v in (load_before, _loadavg()) if v is not None]
+        return self._stats(times, peak, meter.method, warmup, [load_before, _loadavg()])
+
+    def _stats(self, times: list[float], peak: float, method: str, warmup: int, loads: list) -> LatencyStats:
+        loads = [v for v in loads if v is not None]
         median = statistics.median(times)
         return LatencyStats(
             latency_ms_mean=statistics.fmean(times),
@@ -136,9 +138,9 @@ class Runner:
             latency_ms_std=statistics.pstdev(times),
             fps=1000.0 / median * self.batch,
             peak_mem_mb=peak,
-            peak_mem_method=meter.method,
+            peak_mem_method=method,
             warmup=warmup,
-            iters=iters,
+            iters=len(times),
             loadavg=max(loads) if loads else None,
             cpus=os.cpu_count(),
         )
@@ -159,6 +161,43 @@ class Runner:
             self(x)
             times.append((time.perf_counter() - t0) * 1000.0)
         return times
+
+
+def _check_counts(warmup: int, iters: int) -> None:
+    if warmup < 0 or iters < 1:
+        raise TerraLiteError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
+
+
+@torch.no_grad()
+def measure_side_by_side(runners: list[Runner], warmup: int = 10, iters: int = 300) -> list[LatencyStats]:
+    """Time CPU ``runners`` in turn — call 1 of each, then call 2 of each, ... — so that a machine whose speed
+    drifts (a shared CPU, its clock, other work) moves every runner's figures alike and their ratios hold.
+
+    Each runner's warm-up runs alone first, with its own memory meter (the memory its calls add), as in
+    :meth:`Runner.measure`; the load average is taken before the warm-ups and after the last call.
+    """
+    _check_counts(warmup, iters)
+    if any(r.device.type != "cpu" for r in runners):
+        raise TerraLiteError("side-by-side timing is for CPU runners; time GPU runners one at a time (Runner.measure)")
+    load_before = _loadavg()
+    inputs, peaks = [], []
+    for runner in runners:
+        x = runner.make_input()
+        meter = runner._memory_meter()
+        meter.start()
+        for _ in range(max(warmup, 1)):  # at least one call: arenas and workspaces are allocated on the first
+            runner(x)
+        peaks.append((meter.stop(), meter.method))
+        inputs.append(x)
+    times: list[list[float]] = [[] for _ in runners]
+    for _ in range(iters):
+        for runner, x, series in zip(runners, inputs, times):
+            t0 = time.perf_counter()
+            runner(x)
+            series.append((time.perf_counter() - t0) * 1000.0)
+    load_after = _loadavg()
+    return [runner._stats(series, peak, method, warmup, [load_before, load_after])
+            for runner, series, (peak, method) in zip(runners, times, peaks)]
 
 
 def _loadavg() -> float | None:

@@ -110,3 +110,34 @@ def test_onnxruntime_times_an_existing_onnx_file(tiny, tmp_path, capsys):
     json.dumps(row)
     assert main(["bench", str(path), "--size", "32", "--out", str(tmp_path / "r.jsonl")]) == 2
     assert "time it with --runtime onnxruntime" in capsys.readouterr().err
+
+
+CALLS: list[str] = []  # module level: the runner works on a copy of the network
+
+
+class _Sleeper(torch.nn.Module):
+    """A network whose call takes a known time and records the order of the calls."""
+
+    def __init__(self, name, seconds):
+        super().__init__()
+        self.name, self.seconds = name, seconds
+
+    def forward(self, x):
+        import time
+
+        CALLS.append(self.name)
+        time.sleep(self.seconds)
+        return x[:, :2]
+
+
+def test_side_by_side_timing_alternates_the_runners_and_keeps_their_ratio():
+    from terralite.benchmark.runners.base import measure_side_by_side
+
+    CALLS.clear()
+    fast, slow = (build_runner("torch", _Sleeper(n, s), size=32, in_channels=3) for n, s in (("a", 0.004), ("b", 0.012)))
+    stats = measure_side_by_side([fast, slow], warmup=2, iters=5)
+    assert CALLS == ["a", "a", "b", "b"] + ["a", "b"] * 5  # each warm-up alone, then call by call in turn
+    assert [s.iters for s in stats] == [5, 5] and [s.warmup for s in stats] == [2, 2]
+    assert 2.0 < stats[1].latency_ms_median / stats[0].latency_ms_median < 4.0
+    with pytest.raises(TerraLiteError, match="need warmup >= 0 and iters >= 1"):
+        measure_side_by_side([fast], warmup=0, iters=0)
