@@ -163,6 +163,10 @@ class Runner:
         return times
 
 
+#: Consecutive timed calls of one runner in :func:`measure_side_by_side`.
+SIDE_BY_SIDE_BLOCK = 5
+
+
 def _check_counts(warmup: int, iters: int) -> None:
     if warmup < 0 or iters < 1:
         raise TerraLiteError(f"need warmup >= 0 and iters >= 1, got warmup={warmup}, iters={iters}")
@@ -170,8 +174,10 @@ def _check_counts(warmup: int, iters: int) -> None:
 
 @torch.no_grad()
 def measure_side_by_side(runners: list[Runner], warmup: int = 10, iters: int = 300) -> list[LatencyStats]:
-    """Time CPU ``runners`` in turn — call 1 of each, then call 2 of each, ... — so that a machine whose speed
-    drifts (a shared CPU, its clock, other work) moves every runner's figures alike and their ratios hold.
+    """Time CPU ``runners`` in turn, :data:`SIDE_BY_SIDE_BLOCK` calls of each at a time, so that a machine whose
+    speed drifts (a shared CPU, its clock, other work) moves every runner's figures alike and their ratios hold.
+    (Blocks rather than single calls: a runner that follows another starts with the other's data in the caches;
+    in blocks that costs the first call of each block, not every call, and the median does not see it.)
 
     Each runner's warm-up runs alone first, with its own memory meter (the memory its calls add), as in
     :meth:`Runner.measure`; the load average is taken before the warm-ups and after the last call.
@@ -190,11 +196,12 @@ def measure_side_by_side(runners: list[Runner], warmup: int = 10, iters: int = 3
         peaks.append((meter.stop(), meter.method))
         inputs.append(x)
     times: list[list[float]] = [[] for _ in runners]
-    for _ in range(iters):
+    for start in range(0, iters, SIDE_BY_SIDE_BLOCK):
         for runner, x, series in zip(runners, inputs, times):
-            t0 = time.perf_counter()
-            runner(x)
-            series.append((time.perf_counter() - t0) * 1000.0)
+            for _ in range(min(SIDE_BY_SIDE_BLOCK, iters - start)):
+                t0 = time.perf_counter()
+                runner(x)
+                series.append((time.perf_counter() - t0) * 1000.0)
     load_after = _loadavg()
     return [runner._stats(series, peak, method, warmup, [load_before, load_after])
             for runner, series, (peak, method) in zip(runners, times, peaks)]

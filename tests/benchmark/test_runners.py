@@ -135,9 +135,10 @@ def test_side_by_side_timing_alternates_the_runners_and_keeps_their_ratio():
 
     CALLS.clear()
     fast, slow = (build_runner("torch", _Sleeper(n, s), size=32, in_channels=3) for n, s in (("a", 0.004), ("b", 0.012)))
-    stats = measure_side_by_side([fast, slow], warmup=2, iters=5)
-    assert CALLS == ["a", "a", "b", "b"] + ["a", "b"] * 5  # each warm-up alone, then call by call in turn
-    assert [s.iters for s in stats] == [5, 5] and [s.warmup for s in stats] == [2, 2]
+    stats = measure_side_by_side([fast, slow], warmup=2, iters=12)
+    # each warm-up alone, then blocks of 5 calls in turn (the last block shorter)
+    assert CALLS == ["a"] * 2 + ["b"] * 2 + (["a"] * 5 + ["b"] * 5) * 2 + ["a"] * 2 + ["b"] * 2
+    assert [s.iters for s in stats] == [12, 12] and [s.warmup for s in stats] == [2, 2]
     assert 2.0 < stats[1].latency_ms_median / stats[0].latency_ms_median < 4.0
     with pytest.raises(TerraLiteError, match="need warmup >= 0 and iters >= 1"):
         measure_side_by_side([fast], warmup=0, iters=0)
