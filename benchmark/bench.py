@@ -157,6 +157,8 @@ def onnx_profile(info, size: int, in_channels: int) -> dict:
 
 
 def _check_size(size: int) -> None:
+    if size <= 0:
+        raise TerraLiteError(f"input size {size} must be a positive multiple of 32 (e.g. --size 1024)")
     if size % 32:
         raise TerraLiteError(f"input size {size} is not divisible by 32; every network needs H and W divisible by 32")
 

@@ -85,6 +85,28 @@ def training_data(ckpt: dict | None) -> Path | None:
     return Path(root) if isinstance(root, (str, Path)) and root and Path(root).is_dir() else None
 
 
+#: The lowest opset an export may ask for: the torch.export-based exporter writes opset 18 or newer (asked for
+#: an older one it kept 18 without saying so).
+MIN_OPSET = 18
+
+
+def check_opset(opset: int | None) -> None:
+    """Refuse an opset the exporter cannot write (below :data:`MIN_OPSET` or above what this onnx knows)."""
+    import onnx.defs
+
+    highest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= highest:
+        raise TerraLiteError(f"--opset {opset} cannot be written: choose {MIN_OPSET}..{highest} (default {DEFAULT_OPSET})")
+
+
+def _file_opset(path) -> int | None:
+    """The default-domain opset the ONNX file at ``path`` was written with (what the exporter really did)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bool = False, opset: int | None = None,
                  fp16: bool = False, tolerance: float | None = None, verify_data=None) -> dict:
     """Export the model ``ref`` names to ``out`` and verify it; returns ``{"path", "max_abs_diff", "lines"}``.
@@ -107,6 +129,9 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
         raise TerraLiteError(f"unknown export format {fmt!r}; use {' or '.join(EXPORT_FORMATS)}")
     if fmt == "onnx" and fp16:
         raise TerraLiteError("--fp16 applies to TensorRT engines; ONNX files are exported in float32")
+    if fmt == "onnx" and out.suffix.lower() != ".onnx":
+        raise TerraLiteError(f"--out must name an .onnx file for --format onnx, got {out}")
+    check_opset(opset)
     tolerance = tolerance if tolerance is not None else default_tolerance(fp16)
     model, spec, ckpt = load_model(ref)
     name = describe(spec)
@@ -124,6 +149,9 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
     with atomic_path(out) as tmp:
         export_onnx(model, tmp, size=size, in_channels=spec["in_channels"], dynamic=dynamic,
                     opset=opset or DEFAULT_OPSET)
+        written = _file_opset(tmp)
+        if opset is not None and written != opset:
+            raise TerraLiteError(f"the exporter wrote opset {written}, not the --opset {opset} asked for; nothing written to {out}")
         write_onnx_metadata(tmp, metadata)
         diffs = {}
         for kind, x in inputs.items():
@@ -139,7 +167,7 @@ def export_model(ref: str, out, fmt: str = "onnx", size: int = 1024, dynamic: bo
                 + f" > tolerance {tolerance:g}; nothing written to {out}"
             )
     shape = "dynamic batch/height/width" if dynamic else f"static 1x{spec['in_channels']}x{size}x{size}"
-    lines.append(f"wrote {out} ({name}, {shape}, opset {opset or DEFAULT_OPSET}, {out.stat().st_size / 1e6:.1f} MB)")
+    lines.append(f"wrote {out} ({name}, {shape}, opset {written}, {out.stat().st_size / 1e6:.1f} MB)")
     return {"path": str(out), "max_abs_diff": diffs, "lines": lines}
 
 

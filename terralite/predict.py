@@ -621,6 +621,9 @@ def predict_raster(predictor: Predictor, input_path: str | Path, out_path: str |
 
     input_path, out_path = Path(input_path), Path(out_path)
     check_output_file(out_path, "--out")
+    if out_path.suffix.lower() not in (".tif", ".tiff"):
+        raise TerraLiteError(f"--out {out_path} must name a GeoTIFF (.tif or .tiff): the map is written as one; "
+                             "use --preview FILE.png for a picture")
     refuse_output_over_inputs(out_path, [input_path], "--out")
     if preview is not None:
         check_output_file(preview, "--preview")

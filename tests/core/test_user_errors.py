@@ -99,6 +99,11 @@ CASES = {
     "binary json": (["profile", "{binary}", "--size", "64"], "binary.json"),
     "duplicate names in a split list": (["train", "--model", TINY, "--data", "{dup}", "--out", "{tmp}/r", *TRAIN], "twice"),
     "png renamed tif": (["predict", "{ckpt}", "{png_tif}", "--out", "{tmp}/m.tif"], "not a GeoTIFF"),
+    "map not named .tif": (["predict", "{ckpt}", "{scene}", "--out", "{tmp}/m.png"], "must name a GeoTIFF"),
+    "export not named .onnx": (["export", "{ckpt}", "--out", "{tmp}/m.txt", "--size", "64"], "must name an .onnx file"),
+    "opset the exporter cannot write": (["export", "{ckpt}", "--out", "{tmp}/m.onnx", "--size", "64", "--opset", "3"],
+                                        "--opset 3 cannot be written"),
+    "bench size 0": (["bench", TINY, "--size", "0", "--out", "{tmp}/b.jsonl"], "input size 0 must be a positive multiple of 32"),
 }
 
 
@@ -114,6 +119,7 @@ def test_bad_input_ends_in_one_clear_line(case, files, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("terralite: error: "), err
     assert expected in lines[0], lines[0]
     assert not (tmp_path / "r").exists() and not (tmp_path / "s").exists()  # a refused command leaves no folder
+    assert not [p.name for p in tmp_path.iterdir() if p.suffix in (".png", ".txt", ".onnx", ".jsonl")]  # nor a file
 
 
 def test_band_hint_lists_as_many_indices_as_the_model_takes(files, tmp_path, capsys):
