@@ -86,6 +86,11 @@ def test_quantize_gives_a_smaller_int8_model_that_agrees_with_fp32(tiny_ckpt, sy
     graph = onnx.load(str(out)).graph
     assert any(node.op_type == "QuantizeLinear" for node in graph.node)
     assert report["per_channel"] and report["float_ops"] == ["Resize", "Softmax"]
+    # the convolution that reads the image keeps float weights; every other one is int8
+    graph = onnx.load(str(out)).graph
+    (first,) = report["float_convs"]
+    reads_image = {node.name for node in graph.node if node.op_type == "Conv" and node.input[0].startswith(graph.input[0].name)}
+    assert reads_image == {first}
     # the resizes (the final upsample too) stay in float: no resize reads an int8 tensor
     dequantised = {o for node in graph.node if node.op_type == "DequantizeLinear" for o in node.output}
     quantised = {o for node in graph.node if node.op_type == "QuantizeLinear" for o in node.output}
