@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -64,8 +65,8 @@ def benchmark_model(
             # one folder of ONNX exports per model: TTA modes with the same network batch share an export
             options["onnx_dir"] = stack.enter_context(tempfile.TemporaryDirectory(prefix="terralite-bench-"))
         rows, mious = [], {}
-        build = lambda mode: build_runner(runtime, model, size=size, in_channels=in_channels, batch=batch,  # noqa: E731
-                                          device=dev, precision=precision, tta=mode, **options)
+        build = functools.partial(build_runner, runtime, model, size=size, in_channels=in_channels, batch=batch,
+                                  device=dev, precision=precision, **options)
         for mode, (stats, label) in zip(modes, _measure_modes(build, modes, dev, warmup, iters)):
             if dataset is not None and eval_tta_mode(mode) not in mious:
                 from terralite.engine.evaluate import evaluate
@@ -122,25 +123,25 @@ def benchmark_onnx_file(
     else:
         name = Path(path).name.removesuffix(".onnx")
     fingerprint = info.fingerprint()
-    build = lambda mode: build_runner(runtime, None, onnx_path=path, size=size, in_channels=in_channels,  # noqa: E731
-                                      batch=batch, device=dev, precision=precision, tta=mode, **(runner_options or {}))
+    build = functools.partial(build_runner, runtime, None, onnx_path=path, size=size, in_channels=in_channels,
+                              batch=batch, device=dev, precision=precision, **(runner_options or {}))
     return [_row(name, fingerprint, profile, size, batch, device_name(dev), label, precision, mode, stats, None)
             for mode, (stats, label) in zip(modes, _measure_modes(build, modes, dev, warmup, iters))]
 
 
 def _measure_modes(build, modes: Sequence[str], device, warmup: int, iters: int) -> list[tuple]:
-    """``(stats, runtime label)`` per TTA mode. On a CPU the modes' runners are timed side by side
+    """``(stats, runtime label)`` per TTA mode; ``build(tta=mode)`` makes a runner. On a CPU the modes' runners are timed side by side
     (:func:`~terralite.benchmark.runners.base.measure_side_by_side`: a drifting machine moves every mode alike,
     so TTA/none ratios hold); on a GPU one after the other, each runner freed before the next is built
     (sessions, engines and CUDA graphs hold device memory)."""
     from terralite.benchmark.runners.base import measure_side_by_side
 
     if device.type == "cpu" and len(modes) > 1:
-        runners = [build(mode) for mode in modes]
+        runners = [build(tta=mode) for mode in modes]
         return [(stats, runner.label) for runner, stats in zip(runners, measure_side_by_side(runners, warmup, iters))]
     measured = []
     for mode in modes:
-        runner = build(mode)
+        runner = build(tta=mode)
         measured.append((runner.measure(warmup, iters), runner.label))
         del runner  # free its session/engine/copy before the next one is built
     return measured

@@ -92,11 +92,20 @@ def write_rows(path: str | Path, rows: Iterable[dict], replaces: Callable[[dict]
     lines = [json.dumps(check_row(dict(row)), sort_keys=False) for row in rows]
     existing = path.read_text() if path.is_file() else ""
     if replaces is not None:
-        existing = "".join(line + "\n" for line in existing.splitlines() if line.strip() and not replaces(json.loads(line)))
+        existing = "".join(line + "\n" for line in existing.splitlines() if line.strip() and not _replaced(line, replaces))
     if existing and not existing.endswith("\n"):
         existing += "\n"
     write_text_atomic(path, existing + "".join(line + "\n" for line in lines))
     return path
+
+
+def _replaced(line: str, replaces: Callable[[dict], bool]) -> bool:
+    """Does ``replaces`` drop this line? A line that is not a JSON object stays (:func:`read_rows` names it)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and replaces(row)
 
 
 def read_rows(path: str | Path) -> list[dict]:

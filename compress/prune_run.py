@@ -117,8 +117,8 @@ def _prune_run(opts: PruneOptions, out: Path, model, parent: dict, ratios: list[
                       "importance": opts.importance, "global": opts.global_pruning, "round_to": opts.round_to}
             spec = pruned_spec(spec, history, record)
             current = str(out / f"step{step}.pt")
-            save_checkpoint(current, spec, model.state_dict(), input=parent.get("input"), class_names=parent.get("class_names"), config=parent.get("config"),
-                            metrics={}, parent=str(opts.checkpoint))
+            save_checkpoint(current, spec, model.state_dict(), input=parent.get("input"), class_names=parent.get("class_names"),
+                            config=parent.get("config"), metrics={}, parent=str(opts.checkpoint))
             run.info(f"step {step}/{opts.iterative}: removed {ratio:.3f} of the remaining channels -> {current}")
             if opts.finetune_epochs:
                 if step == len(ratios):
@@ -135,7 +135,8 @@ def _prune_run(opts: PruneOptions, out: Path, model, parent: dict, ratios: list[
             if name != "parent":
                 run.info(f"{name} mIoU on {opts.eval_split}: {evaluated[name]['miou']:.4f}")
         # the config the final weights were trained with: the fine-tune's, else the parent's (kept in step files)
-        save_checkpoint(out / "pruned.pt", spec, model.state_dict(), input=parent.get("input"), class_names=parent.get("class_names"), config=load_checkpoint(current).get("config"),
+        save_checkpoint(out / "pruned.pt", spec, model.state_dict(), input=parent.get("input"), class_names=parent.get("class_names"),
+                        config=load_checkpoint(current).get("config"),
                         metrics={"val_miou": evaluated[final]["miou"]} if final in evaluated else {}, parent=str(opts.checkpoint))
         summary = _summary(opts, models, evaluated)
         write_text_atomic(out / "prune.json", json.dumps(summary, indent=2) + "\n")

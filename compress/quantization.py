@@ -70,7 +70,8 @@ def model_sized_crops(image, label, size: tuple[int | None, int | None]) -> list
 
     A tile larger than the model's input is cut into a grid of crops of that size covering it (the last row and
     column flush with the tile's edge); a smaller one is padded (image with 0, the normalised mean; label with
-    the ignore index, so padding is never scored). A dynamic input takes the tile as it is.
+    the ignore index, so padding is never scored). A dynamic input takes the tile as it is. Where the last crops
+    overlap their neighbours, those pixels are scored twice.
     image: (C, H, W) float tensor; label: (H, W) long tensor; real: (h, w) bool, False on padding.
     """
     import torch

@@ -106,19 +106,17 @@ def tta_graph(proto, mode: str):
         nodes.append(helper.make_node("Split", [both], ["b/view0", "b/view1"], axis=0, **extra))
         outputs = ["b/view0", flip("b/view1", 3, "b/unflip")]
     else:
-        outputs = []
-        for index, (k, hflip) in enumerate(transforms(mode)):
-            tag = f"v{index}"
-            rename = network(view(x, k, hflip, tag), tag)
-            first = rename if index == 0 else first
-            outputs.append(unview(rename[merged], k, hflip, tag))  # k = 0 or 2 (a flip of both axes) before a resize
+        renames = [network(view(x, k, hflip, f"v{index}"), f"v{index}") for index, (k, hflip) in enumerate(transforms(mode))]
+        # k = 0 or 2 (a flip of both axes) when the merge is before a resize
+        outputs = [unview(rename[merged], k, hflip, f"v{index}")
+                   for index, (rename, (k, hflip)) in enumerate(zip(renames, transforms(mode)))]
     if final_resize is None:
         nodes.append(helper.make_node("Sum", outputs, [y]))
     else:  # sum at low resolution, then the network's own resize, once (its sizes/scales from the first copy)
         nodes.append(helper.make_node("Sum", outputs, ["tta/merged"]))
         resize = onnx.NodeProto()
         resize.CopyFrom(final_resize)
-        resize.input[:] = ["tta/merged", *[first.get(i, i) if i else i for i in final_resize.input[1:]]]
+        resize.input[:] = ["tta/merged", *[renames[0].get(i, i) if i else i for i in final_resize.input[1:]]]
         resize.output[:] = [y]
         nodes.append(resize)
     image = onnx.ValueInfoProto()
@@ -143,12 +141,15 @@ def tta_graph(proto, mode: str):
 
 def _flip_equivariant_final_resize(graph, output: str):
     """The ``Resize`` node that produces ``output`` when it commutes with flips (linear or cubic, symmetric
-    coordinates, no antialiasing, its data input not also a graph output), else None."""
+    coordinates, no antialiasing, all axes), else None."""
     node = next((n for n in graph.node if output in n.output), None)
     if node is None or node.op_type != "Resize" or node.domain not in ("", "ai.onnx"):
         return None
     attrs = {a.name: a for a in node.attribute}
-    text = lambda name, default: attrs[name].s.decode() if name in attrs else default  # noqa: E731
+
+    def text(name: str, default: str) -> str:
+        return attrs[name].s.decode() if name in attrs else default
+
     if text("mode", "nearest") not in ("linear", "cubic"):
         return None
     if text("coordinate_transformation_mode", "half_pixel") not in _SYMMETRIC_RESIZE:

@@ -24,7 +24,7 @@ from terralite.errors import TerraLiteError
 #: GDAL's block cache in MB. GDAL's own default is 5 % of physical RAM (1.2 GB on a 24 GiB machine), and a sweep
 #: over a large raster (``data check``, statistics, prediction) fills all of it with blocks that are never read
 #: again: the peak RSS of a 20000 px scene's training went 1.7 GB with the default. The cap is set before the first
-#: read, when this module is imported (every raster read in TerraLite goes through it); a user's own GDAL_CACHEMAX
+#: read, when this module is imported (every module that reads rasters imports it); a user's own GDAL_CACHEMAX
 #: is kept.
 GDAL_BLOCK_CACHE_MB = 128
 os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_BLOCK_CACHE_MB))
