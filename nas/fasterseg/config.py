@@ -43,6 +43,7 @@ class FasterSegSearchConfig:
     lut: str | None = None  # latency table; None: measure one for the target into RUN/lut.json
     lut_warmup: int = 5
     lut_iters: int = 20
+    lut_rounds: int = 3
     warmup_epochs: int = 20
     epochs: int = 30
     steps_per_epoch: int = 0  # cap on weight steps per epoch; 0 = one pass over the weight half
@@ -120,7 +121,7 @@ SEARCH_PRESETS: dict[str, dict] = {
     # minutes on a laptop CPU: a 6-layer thin lattice, two widths, 64 px crops, one epoch of each phase (each at
     # its phase's base lr: no decay to scale)
     "tiny": {"preset": "tiny", "space": {"widths": [6, 12]}, "crop": 64, "batch_size": 4, "warmup_epochs": 1,
-             "epochs": 1, "steps_per_epoch": 4, "val_images": 4, "lut_warmup": 1, "lut_iters": 3,
+             "epochs": 1, "steps_per_epoch": 4, "val_images": 4, "lut_warmup": 1, "lut_iters": 3, "lut_rounds": 1,
              "target": {"size": 64, "fps": 100.0}},
 }
 

@@ -39,6 +39,7 @@ def latency_check(lut: str | Path, samples: int, out: str | Path, seed: int = 0,
     from scipy.stats import spearmanr
 
     from terralite.benchmark.runners import build_runner
+    from terralite.benchmark.runners.base import measure_side_by_side
 
     if samples < 3:
         raise TerraLiteError(f"--samples must be at least 3 for a rank correlation, got {samples}")
@@ -52,17 +53,26 @@ def latency_check(lut: str | Path, samples: int, out: str | Path, seed: int = 0,
         raise TerraLiteError(f"{table.source} was measured on a GPU; run the check on a machine with CUDA")
     here = device_name(device)
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, runners = [], []
     for n in range(samples):
         arch = space.sample(rng)
         predicted = arch_latency(table, arch, c["size"], space.in_channels, space.num_classes)["total"]
         model = space.build(arch).eval()
-        runner = build_runner(c["runtime"], model, size=c["size"], in_channels=space.in_channels, device=device)
-        measured = runner.measure(warmup, iters).latency_ms_median
+        runners.append(build_runner(c["runtime"], model, size=c["size"], in_channels=space.in_channels, device=device))
         params = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("aux"))
-        rows.append({"arch_hash": spec_hash(arch), "params_m": params / 1e6, "predicted_ms": predicted, "measured_ms": measured, "arch": arch})
+        rows.append({"arch_hash": spec_hash(arch), "params_m": params / 1e6, "predicted_ms": predicted, "arch": arch})
         if progress:
-            progress(f"{n + 1}/{samples}: predicted {predicted:.1f} ms, measured {measured:.1f} ms")
+            progress(f"built {n + 1}/{samples}: predicted {predicted:.1f} ms")
+    # all networks timed in turn, so that a drift of the machine's speed moves every measurement alike (timed one
+    # after another, a CPU whose speed drifts by ±20 % within minutes ranks networks by when they were timed)
+    if device.type == "cpu":
+        stats = measure_side_by_side(runners, warmup, iters)
+    else:
+        stats = [runner.measure(warmup, iters) for runner in runners]
+    for row, stat in zip(rows, stats):
+        row["measured_ms"] = stat.latency_ms_median
+        if progress:
+            progress(f"{row['arch_hash']}: predicted {row['predicted_ms']:.1f} ms, measured {row['measured_ms']:.1f} ms")
     pred = np.array([r["predicted_ms"] for r in rows])
     meas = np.array([r["measured_ms"] for r in rows])
     rho, p_value = spearmanr(pred, meas)
@@ -70,6 +80,7 @@ def latency_check(lut: str | Path, samples: int, out: str | Path, seed: int = 0,
         "table": str(lut), "table_conditions": {k: v for k, v in c.items() if k != "space"},
         "device_now": here, "same_device": here == c.get("device"),
         "samples": samples, "seed": seed, "warmup": warmup, "iters": iters, "statistic": "median",
+        "timing": "side by side" if device.type == "cpu" else "one network at a time",
         "spearman": float(rho), "spearman_p": float(p_value),
         "mean_abs_error_ms": float(np.mean(np.abs(pred - meas))),
         "mean_rel_error": float(np.mean(np.abs(pred - meas) / meas)),

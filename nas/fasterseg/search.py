@@ -160,7 +160,7 @@ class FasterSegSearch(SearchMethod):
                 # a search gives the same result whether its table was measured here or passed with --lut
                 with torch.random.fork_rng(devices=[]):
                     measure_table(self.space, t.size, torch.device(t.device), t.runtime, self.cfg.lut_warmup,
-                                  self.cfg.lut_iters).save(used)
+                                  self.cfg.lut_iters, rounds=self.cfg.lut_rounds).save(used)
             barrier()
         table = LatencyTable.load(used)
         table.check_conditions(expected)

@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-classes", type=int, default=8, metavar="N", help="classes (default 8)")
     parser.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed runs per entry (default 5)")
     parser.add_argument("--iters", type=int, default=20, metavar="N", help="timed runs per entry; the median is stored (default 20)")
+    parser.add_argument("--rounds", type=int, default=3, metavar="N",
+                        help="passes over the table, each in a new order; an entry keeps the median of its passes (default 3)")
     parser.add_argument("--threads", type=int, default=None, metavar="N", help="ONNX Runtime intra-op threads (default: its own choice)")
 
 
@@ -33,7 +35,8 @@ def run(args) -> int:
     from terralite.nas.fasterseg.latency import measure_table_for_preset
 
     table = measure_table_for_preset(args.preset, parse_overrides(args.overrides), args.size, args.device, args.runtime,
-                                     args.out, args.in_channels, args.num_classes, args.warmup, args.iters, args.threads)
+                                     args.out, args.in_channels, args.num_classes, args.warmup, args.iters, args.threads,
+                                     args.rounds)
     print(f"wrote {args.out}: {len(table.entries)} entries, {table.conditions['runtime']} on {table.conditions['device']} "
           f"at {args.size}x{args.size}")
     return 0

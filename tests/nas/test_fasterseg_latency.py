@@ -1,5 +1,7 @@
 """FasterSeg latency model: table coverage, per-op charging, differentiable supernet latency."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,47 @@ def test_measured_entries_onnxruntime(space):
     c = table.conditions
     assert c["runtime"] == "onnxruntime" and c["size"] == SIZE and c["device"].startswith("cpu") and c["versions"]["onnxruntime"]
     table.check_conditions(table_conditions(space, SIZE, torch.device("cpu"), "onnxruntime"))
+
+
+def test_measured_entries_keep_the_median_of_their_rounds(space, monkeypatch):
+    """Each entry is timed once per round, in a new order each round, and keeps the median of its rounds."""
+    import terralite.nas.fasterseg.latency as latency
+
+    keys = ["a", "b", "c", "d"]
+    rounds_of = {"a": [5.0, 1.0, 3.0], "b": [2.0, 9.0, 4.0], "c": [7.0, 7.0, 1.0], "d": [1.0, 2.0, 8.0]}
+    # one channel count per key, so the fake timer knows which entry it is timing from the input shape
+    monkeypatch.setattr(latency, "table_entries", lambda space, size: {
+        key: (torch.nn.Identity, (1, n + 1, 8, 8)) for n, key in enumerate(keys)})
+    visited = []
+
+    def fake_time(module, shape, runtime, device, warmup, iters, threads):
+        key = keys[shape[1] - 1]
+        visited.append(key)
+        return rounds_of[key][visited.count(key) - 1]
+
+    monkeypatch.setattr(latency, "time_module", fake_time)
+    table = latency.measure_table(space, SIZE, torch.device("cpu"), "onnxruntime", warmup=1, iters=2, rounds=3)
+    assert table.entries == {"a": 3.0, "b": 4.0, "c": 7.0, "d": 2.0}
+    assert table.conditions["rounds"] == 3 and len(visited) == 12
+    assert sorted(visited[:4]) == sorted(visited[4:8]) == sorted(visited[8:]) == keys  # each round visits all
+    assert not visited[:4] == visited[4:8] == visited[8:]  # in a new order
+    with pytest.raises(TerraLiteError, match="--rounds must be at least 1"):
+        latency.measure_table(space, SIZE, torch.device("cpu"), "onnxruntime", rounds=0)
+
+
+def test_latency_check_times_the_networks_side_by_side(space, tmp_path):
+    """The check builds every sampled network first and times them in turn (a drifting CPU moves them alike)."""
+    pytest.importorskip("onnxruntime")
+    from terralite.nas.fasterseg.latency_check import latency_check
+
+    table = measure_table(space, SIZE, torch.device("cpu"), "onnxruntime", warmup=1, iters=2, rounds=1)
+    table.conditions["device"] = "cpu: " + table.conditions["device"].split(": ", 1)[-1]
+    lut = table.save(tmp_path / "lut.json")
+    result = latency_check(lut, 3, tmp_path / "check.json", warmup=1, iters=5)
+    assert result["timing"] == "side by side" and result["samples"] == 3 and len(result["rows"]) == 3
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in result["rows"])
+    assert -1.0 <= result["spearman"] <= 1.0
+    assert json.loads((tmp_path / "check.json").read_text())["rows"] == result["rows"]
 
 
 def test_cli_errors(tmp_path, capsys):

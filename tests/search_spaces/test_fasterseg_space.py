@@ -123,3 +123,22 @@ def test_weights_of_the_old_halving_fusion_are_refused_clearly():
     state["fusion_head.fusion.0.weight"] = torch.zeros(c // 2, c, 1, 1)  # the pre-fix layout: C → C/2
     with pytest.raises(TerraLiteError, match=rf"built before the fusion fix \(fusion conv {c} → {c // 2} channels.*terralite train --model"):
         net.load_state_dict(state)
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(1, 3, 1), (2, 3, 1), (2, 3, 2), (2, 1, 2), (1, 1, 1)])
+def test_small_input_conv_equals_conv2d(size, kernel, stride):
+    """The im2col path the slimmable conv takes at 1/32 of a search crop gives F.conv2d's values and gradients."""
+    from terralite.search_spaces.fasterseg.slimmable import SMALL_INPUT_PIXELS, SlimConv
+
+    assert size * size <= SMALL_INPUT_PIXELS
+    torch.manual_seed(0)
+    conv = SlimConv(24, 16, kernel, stride)
+    x = torch.randn(3, 20, size, size, requires_grad=True)
+    out = conv(x, 12)
+    ref = torch.nn.functional.conv2d(x, conv.weight[:12, :20], None, stride, kernel // 2)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(out.square().sum(), (x, conv.weight))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, conv.weight))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
