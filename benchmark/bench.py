@@ -176,7 +176,7 @@ def _row(model: str, fingerprint: str, profile: dict, size: int, batch: int, dev
         "latency_ms_mean": round(stats.latency_ms_mean, 4), "latency_ms_median": round(stats.latency_ms_median, 4),
         "latency_ms_p10": round(stats.latency_ms_p10, 4), "latency_ms_p90": round(stats.latency_ms_p90, 4),
         "fps": round(stats.fps, 3), "warmup": stats.warmup, "iters": stats.iters, "loadavg": stats.loadavg, "cpus": stats.cpus,
-        "peak_mem_mb": round(stats.peak_mem_mb, 1), "miou": miou,
+        "other_load": stats.other_load, "peak_mem_mb": round(stats.peak_mem_mb, 1), "miou": miou,
         "versions": library_versions(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     assert tuple(row) == ROW_FIELDS  # the row layout is defined once, in terralite.benchmark.rows

@@ -39,11 +39,13 @@ MUST_NOT_MIX = ("input_size", "batch", "device")
 BOARD_GROUP_BY = ("device", "input_size", "batch")
 """One table per device, input size and batch (the conditions under which speed is comparable)."""
 TABLE_COLUMNS = ("model", "runtime", "precision", "tta", "params_m", "gmacs", "latency_ms_median", "latency_ms_p10",
-                 "latency_ms_p90", "fps", "warmup", "iters", "loadavg", "peak_mem_mb", "miou", "spec_hash")
+                 "latency_ms_p90", "fps", "warmup", "iters", "loadavg", "other_load", "peak_mem_mb", "miou", "spec_hash")
 SPREAD_WARN = 0.25
 """(p90 - p10) / median above this: the timings scattered too much to rank on."""
+OTHER_LOAD_WARN = 0.25
+"""Other processes busy for more than this many processors during the timed calls: the machine was shared."""
 LOAD_WARN = 0.75
-"""1-minute load average per CPU above this: other work shared the machine."""
+"""Rows without ``other_load`` (older rows, systems without /proc/stat): 1-minute load average per CPU above this."""
 MIN_RANK_ITERS = 5
 """Fewer timed calls than this give no reliable median."""
 
@@ -56,8 +58,11 @@ def row_warnings(row: dict) -> list[str]:
         spread = (p90 - (p10 if p10 is not None else median)) / median
         if spread > SPREAD_WARN:
             warnings.append(f"p10–p90 spread {100 * spread:.0f} % of the median")
-    load, cpus = row.get("loadavg"), row.get("cpus")
-    if load is not None and cpus and load > LOAD_WARN * cpus:
+    other, load, cpus = row.get("other_load"), row.get("loadavg"), row.get("cpus")
+    if other is not None:  # the load average also counts the measurement's own threads
+        if other > OTHER_LOAD_WARN:
+            warnings.append(f"other processes kept {other:.2f} CPUs busy during the timing")
+    elif load is not None and cpus and load > LOAD_WARN * cpus:
         warnings.append(f"load average {load:.1f} on {cpus} CPUs")
     iters = row.get("iters")
     if iters is not None and iters < MIN_RANK_ITERS:
@@ -247,38 +252,73 @@ def render_html(groups: dict[tuple, list[dict]], group_by: Sequence[str], rank_b
 _TTA_MARKERS = {"none": "o", "hflip": "s", "hflip-batched": "^", "flips": "D", "d4": "P"}
 
 
+#: Longest model name a plot label shows (the table has the full label).
+LABEL_CHARS = 40
+
+
 def _short_label(row: dict) -> str:
+    """The model's name without its run description (``name (run, epoch, target…)``), and how it was timed."""
+    name = row["model"].split(" (")[0]
+    name = name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
     extras = [row["runtime"].replace("onnxruntime", "ORT")] + ([row["precision"]] if row["precision"] != "fp32" else [])
     extras += [f"TTA {row['tta']}"] if row["tta"] != "none" else []
-    return f"{row['model']} ({', '.join(extras)})"
+    return f"{name} ({', '.join(extras)})"
+
+
+def _log_fps_axis(ax) -> None:
+    """Ticks at 1, 2, 5 x 10^k written as plain numbers (matplotlib's log ticks print 2x10^-1 … over each other)."""
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 #: Panels with more points than this label only their Pareto front.
 MAX_LABELLED_POINTS = 12
 
 
-def _repel_labels(ax, labels, steps: int = 60) -> None:
-    """Push overlapping annotation boxes apart vertically (in display space) until none overlap, or ``steps``."""
+def _repel_labels(ax, labels, steps: int = 80) -> None:
+    """Push overlapping annotation boxes apart vertically (in display space) until none overlap, or ``steps``;
+    a label is never pushed out of the panel (one at the top edge stays, and the other one moves further)."""
     if len(labels) < 2:
         return
     renderer = ax.figure.canvas.get_renderer()
-    # offsets stay within half the panel's height: a dense board (30+ labels) would otherwise push labels so far
-    # that the text renderer fails on the coordinates
-    limit = ax.bbox.height * 72 / ax.figure.dpi / 2
+    to_points = 72 / ax.figure.dpi
+    frame = ax.bbox
+
+    def shift(label, dy_points: float) -> None:
+        x, y = label.xyann
+        label.xyann = (x, y + dy_points)
+
+    def inside() -> None:
+        for label in labels:
+            box = label.get_window_extent(renderer)
+            if box.y1 > frame.y1:
+                shift(label, -(box.y1 - frame.y1) * to_points)
+            elif box.y0 < frame.y0:
+                shift(label, (frame.y0 - box.y0) * to_points)
+
     for _ in range(steps):
+        inside()
         boxes = [label.get_window_extent(renderer).expanded(1.05, 1.15) for label in labels]
         moved = False
         for i in range(len(labels)):
             for j in range(i + 1, len(labels)):
                 if boxes[i].overlaps(boxes[j]):
-                    push = (min(boxes[i].y1, boxes[j].y1) - max(boxes[i].y0, boxes[j].y0)) / 2 + 1
+                    push = ((min(boxes[i].y1, boxes[j].y1) - max(boxes[i].y0, boxes[j].y0)) / 2 + 1) * to_points
                     upper, lower = (i, j) if boxes[i].y0 >= boxes[j].y0 else (j, i)
-                    for index, sign in ((upper, 1), (lower, -1)):
-                        x, y = labels[index].xyann
-                        labels[index].xyann = (x, max(-limit, min(limit, y + sign * push * 72 / ax.figure.dpi)))
+                    shift(labels[upper], push if boxes[upper].y1 + push / to_points <= frame.y1 else 0.0)
+                    shift(labels[lower], -push if boxes[lower].y0 - push / to_points >= frame.y0 else 0.0)
+                    if boxes[upper].y1 + push / to_points > frame.y1:  # the upper one is at the top: the lower moves twice
+                        shift(labels[lower], -push)
+                    elif boxes[lower].y0 - push / to_points < frame.y0:
+                        shift(labels[upper], push)
                     moved = True
         if not moved:
-            return
+            break
+    inside()
 
 
 def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path: Path) -> None:
@@ -310,12 +350,17 @@ def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path
             ax.plot(xs, ys, linestyle="--", color="black", zorder=2)
         # a dense panel labels only its Pareto front: 30+ labels cannot be placed legibly (the table has every row)
         labelled = range(len(points)) if len(points) <= MAX_LABELLED_POINTS else front
-        labels = [ax.annotate(_short_label(rows[i]), points[i], fontsize=7, xytext=(4, 4), textcoords="offset points",
-                              arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
-                  for i in labelled]
-        labels += _paper_marks(ax, matching_paper_rows(rows), metric, rows)
         if points:
-            ax.set_xscale("log")
+            _log_fps_axis(ax)
+            ax.margins(x=0.08, y=0.08)
+        fig.canvas.draw()  # the final limits, to put each label on the side of its point with room for it
+        labels = []
+        for i in labelled:
+            right_half = ax.transAxes.inverted().transform(ax.transData.transform(points[i]))[0] > 0.55
+            labels.append(ax.annotate(_short_label(rows[i]), points[i], fontsize=7, textcoords="offset points",
+                                      xytext=(-5, 4) if right_half else (5, 4), ha="right" if right_half else "left",
+                                      arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5}))
+        labels += _paper_marks(ax, matching_paper_rows(rows), metric, rows)
         fig.canvas.draw()
         _repel_labels(ax, labels)
         ax.set_xlabel("measured FPS (images/s, from the median latency; TTA included)")
@@ -323,7 +368,8 @@ def render_pareto(groups: dict[tuple, list[dict]], group_by: Sequence[str], path
         note = "" if len(points) <= MAX_LABELLED_POINTS else f" — {len(points)} rows, Pareto front labelled"
         ax.set_title(_title(key, group_by) + note, fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")  # a fixed corner: "best" is slow with many points
+        # below the panel: inside, any corner can hide the points and labels that matter most
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

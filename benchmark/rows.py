@@ -23,18 +23,20 @@ LEGACY_ROW_FIELDS = (
 ROW_FIELDS = (
     "model", "spec_hash", "params_m", "gmacs", "flop_counter", "gmacs_flagged", "input_size", "batch", "device",
     "runtime", "precision", "tta", "latency_ms_mean", "latency_ms_median", "latency_ms_p10", "latency_ms_p90", "fps",
-    "warmup", "iters", "loadavg", "cpus", "peak_mem_mb", "miou", "versions", "date",
+    "warmup", "iters", "loadavg", "cpus", "other_load", "peak_mem_mb", "miou", "versions", "date",
 )
 """Fields of a row. ``fps`` = 1000 / median latency x batch (a few slow calls on a busy machine do not move it);
 ``latency_ms_p10``/``p90`` show the spread; ``warmup``/``iters`` the calls made; ``loadavg`` the 1-minute load
 average of the machine (the larger of its values before and after the timing) and ``cpus`` its processor count;
+``other_load`` the processors' worth of work other processes did during the timed calls (the load average counts
+the measurement's own threads; None where the system does not tell);
 ``gmacs_flagged`` is True when the two MAC counters disagree (:data:`terralite.benchmark.profiler.DISAGREEMENT_FLAG_PCT`)."""
 CONDITION_FIELDS = ("input_size", "batch", "device", "runtime", "precision")
 """The conditions a measurement was taken under; only rows equal in all of them are ranked together."""
 
 
 NUMBER_FIELDS = ("params_m", "gmacs", "latency_ms_mean", "latency_ms_median", "latency_ms_p10", "latency_ms_p90",
-                 "fps", "loadavg", "peak_mem_mb", "miou")
+                 "fps", "loadavg", "other_load", "peak_mem_mb", "miou")
 """Measured quantities: a finite number >= 0, or null where not measured."""
 COUNT_FIELDS = ("input_size", "batch", "warmup", "iters", "cpus")
 """Counts: an integer (``input_size`` and ``batch`` >= 1, the others >= 0), or null for the optional ones."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from terralite.benchmark.memory import PeakMemory
+from terralite.benchmark.runners.other_load import OtherLoad
 from terralite.benchmark.tta import BENCH_TTA_MODES, check_bench_tta, timed_tta_forward
 from terralite.errors import TerraLiteError
 
@@ -29,8 +30,9 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 
 @dataclass
 class LatencyStats:
-    """Per-call latency (ms) of the timed iterations, FPS = 1000 / median x batch, peak memory (MB), and the
-    machine's 1-minute load average (the larger of before and after) with its processor count."""
+    """Per-call latency (ms) of the timed iterations, FPS = 1000 / median x batch, peak memory (MB), the
+    machine's 1-minute load average (the larger of before and after) with its processor count, and the
+    processors' worth of work other processes did during the timed calls (:mod:`.other_load`)."""
 
     latency_ms_mean: float
     latency_ms_median: float
@@ -45,6 +47,7 @@ class LatencyStats:
     iters: int
     loadavg: float | None = None
     cpus: int | None = None
+    other_load: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,11 +125,15 @@ class Runner:
         meter.start()
         for _ in range(warmup):
             self(x)
+        others = OtherLoad()
+        others.start()
         times = self._timed(x, iters)
+        other_load = others.stop()
         peak = meter.stop()
-        return self._stats(times, peak, meter.method, warmup, [load_before, _loadavg()])
+        return self._stats(times, peak, meter.method, warmup, [load_before, _loadavg()], other_load)
 
-    def _stats(self, times: list[float], peak: float, method: str, warmup: int, loads: list) -> LatencyStats:
+    def _stats(self, times: list[float], peak: float, method: str, warmup: int, loads: list,
+               other_load: float | None) -> LatencyStats:
         loads = [v for v in loads if v is not None]
         median = statistics.median(times)
         return LatencyStats(
@@ -143,6 +150,7 @@ class Runner:
             iters=len(times),
             loadavg=max(loads) if loads else None,
             cpus=os.cpu_count(),
+            other_load=other_load,
         )
 
     def _timed(self, x: torch.Tensor, iters: int) -> list[float]:
@@ -196,14 +204,17 @@ def measure_side_by_side(runners: list[Runner], warmup: int = 10, iters: int = 3
         peaks.append((meter.stop(), meter.method))
         inputs.append(x)
     times: list[list[float]] = [[] for _ in runners]
+    others = OtherLoad()
+    others.start()
     for start in range(0, iters, SIDE_BY_SIDE_BLOCK):
         for runner, x, series in zip(runners, inputs, times):
             for _ in range(min(SIDE_BY_SIDE_BLOCK, iters - start)):
                 t0 = time.perf_counter()
                 runner(x)
                 series.append((time.perf_counter() - t0) * 1000.0)
+    other_load = others.stop()
     load_after = _loadavg()
-    return [runner._stats(series, peak, method, warmup, [load_before, load_after])
+    return [runner._stats(series, peak, method, warmup, [load_before, load_after], other_load)
             for runner, series, (peak, method) in zip(runners, times, peaks)]
 
 

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import sys
 
 import pytest
 
@@ -21,6 +22,8 @@ def test_rows_have_every_field(tiny, tiny_spec):
         assert row["fps"] == pytest.approx(1000 / row["latency_ms_median"], rel=1e-3)  # FPS from the median
         assert row["latency_ms_p10"] <= row["latency_ms_median"] <= row["latency_ms_p90"]
         assert row["warmup"] == 1 and row["iters"] == 2 and row["loadavg"] is not None and row["cpus"] >= 1
+        if sys.platform.startswith("linux"):
+            assert row["other_load"] is not None and row["other_load"] >= 0
         assert "torch" in row["versions"] and row["date"].endswith("+00:00")
 
 

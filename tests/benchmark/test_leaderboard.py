@@ -9,14 +9,15 @@ from terralite.cli import main
 
 
 def _row(model, size, fps, tta="none", device="cpu: test", miou=None, gmacs=None, date="2026-01-01T00:00:00+00:00",
-         runtime="onnxruntime", precision="fp32", p10=None, p90=None, loadavg=0.2, iters=20, mean=None, params=1.0):
+         runtime="onnxruntime", precision="fp32", p10=None, p90=None, loadavg=0.2, iters=20, mean=None, params=1.0,
+         other_load=None):
     row = dict.fromkeys(ROW_FIELDS)
     median = 1000 / fps
     row.update(model=model, spec_hash=model[:12], params_m=params, gmacs=gmacs or size / 100, flop_counter="fvcore",
                gmacs_flagged=False, input_size=size, batch=1, device=device, runtime=runtime, precision=precision, tta=tta,
                latency_ms_mean=mean or median, latency_ms_median=median, latency_ms_p10=p10 or 0.98 * median,
                latency_ms_p90=p90 or 1.05 * median, fps=fps, warmup=2, iters=iters, loadavg=loadavg, cpus=2,
-               peak_mem_mb=10.0, miou=miou, versions={"torch": "2.x"}, date=date)
+               other_load=other_load, peak_mem_mb=10.0, miou=miou, versions={"torch": "2.x"}, date=date)
     return row
 
 
@@ -104,6 +105,20 @@ def test_noisy_row_is_flagged_and_ranks_follow_medians(tmp_path):
     assert "Ranks not reliable where marked" in html
 
 
+def test_own_threads_are_not_a_loaded_machine(tmp_path):
+    """The load average counts the measurement's own threads (a 2-thread benchmark drives it to 2 on 2 CPUs):
+    where a row says how busy the other processes were, that decides the warning."""
+    rows = [_row("alone", 256, 40.0, loadavg=2.0, other_load=0.03),  # its own two threads, nothing else
+            _row("shared", 256, 30.0, loadavg=2.1, other_load=1.02),  # another job held a core
+            _row("old", 256, 20.0, loadavg=2.0)]  # no other_load (an older row): the load average decides
+    build_leaderboard([write_rows(tmp_path / "r.jsonl", rows)], tmp_path / "board")
+    md = (tmp_path / "board" / "leaderboard.md").read_text()
+    flagged = {c[1] for c in _table(md, "256x256") if c[FPS_CELL].endswith("⚠")}
+    assert flagged == {"shared", "old"}
+    assert "rank 2 (shared, onnxruntime fp32, TTA none): other processes kept 1.02 CPUs busy during the timing" in md
+    assert "rank 3 (old, onnxruntime fp32, TTA none): load average 2.0 on 2 CPUs" in md
+
+
 def test_old_rows_still_render_with_dashes(tmp_path):
     old = {k: v for k, v in _row("legacy", 256, 10.0, mean=1000 / 8.0).items() if k in LEGACY_ROW_FIELDS}
     old["fps"] = 8.0  # the first format stored 1000 / mean
@@ -112,7 +127,7 @@ def test_old_rows_still_render_with_dashes(tmp_path):
     build_leaderboard([path], tmp_path / "board")
     (cells,) = _table((tmp_path / "board" / "leaderboard.md").read_text(), "256x256")
     assert cells[FPS_CELL] == "10.00"  # re-derived from the median
-    for column in ("latency_ms_p10", "warmup", "iters", "loadavg"):
+    for column in ("latency_ms_p10", "warmup", "iters", "loadavg", "other_load"):
         assert cells[1 + TABLE_COLUMNS.index(column)] == "—"
 
 
