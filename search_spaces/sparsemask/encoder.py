@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torchvision
+import torch.nn.functional as F
+from torchvision.models.mobilenetv2 import InvertedResidual
 from torchvision.ops import Conv2dNormActivation
 
 from terralite.errors import TerraLiteError
@@ -185,19 +187,82 @@ class MobileNetV2Encoder(nn.Module):
         new.weight[:, :keep] = old.weight[:, :keep]
         self.features[0][0] = new
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, folded: dict | None = None) -> list[torch.Tensor | None]:
+        """The taps, deep → shallow. ``folded`` (eval only, from :meth:`folded_weights`): every BatchNorm folded
+        into the conv before it and ReLU6 applied in place — the same values with about a third less eager work on
+        a CPU, where BatchNorm and ReLU6 otherwise each read and write every feature map once more (ONNX Runtime
+        fuses them itself)."""
+        def conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+            return bn(conv(x)) if folded is None else _conv(conv, folded[conv], x)
+
         stem = self.features[0]
-        x = stem[1](stem[0](x))  # (B, 32, H/2, W/2), before ReLU6
+        x = conv_bn(stem[0], stem[1], x)  # (B, 32, H/2, W/2), before ReLU6
         taps: list[torch.Tensor | None] = [x]
-        x = torch.nn.functional.relu6(x)  # not the in-place module: the tap must stay pre-activation
+        x = F.relu6(x)  # not in place: the tap must stay pre-activation
         for start, end in zip(_TAP_ENDS[:-2], _TAP_ENDS[1:-1]):
             if end >= len(self.features):
                 break
             for block in self.features[start + 1:end + 1]:
-                x = block(x)
+                x = block(x) if folded is None else _inverted_residual_folded(block, x, folded)
             taps.append(x)
         if len(self.features) > _TAP_ENDS[-1]:
             last = self.features[_TAP_ENDS[-1]]
-            taps.append(last[1](last[0](x)))  # (B, 1280, H/32, W/32), before ReLU6
+            taps.append(conv_bn(last[0], last[1], x))  # (B, 1280, H/32, W/32), before ReLU6
         taps += [None] * (NUM_TAPS - len(taps))
         return taps[::-1]
+
+    def folded_weights(self) -> dict[nn.Conv2d, tuple[torch.Tensor, torch.Tensor]]:
+        """``{conv: (weight, bias)}`` with the eval-mode BatchNorm after each conv folded in."""
+        pairs = [(m[0], m[1]) for m in self.features.modules() if isinstance(m, Conv2dNormActivation)]
+        pairs += [(block.conv[-2], block.conv[-1]) for block in self.features if isinstance(block, InvertedResidual)]
+        return {conv: fold_batchnorm(conv, bn) for conv, bn in pairs}
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the one convolution that computes ``bn(conv(x))`` in eval mode (BN is a per-channel
+    affine map of the conv's output)."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C_out,)
+    bias = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return conv.weight * scale[:, None, None, None], bias
+
+
+def _conv(conv: nn.Conv2d, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, weights[0], weights[1], conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _has_fused_conv() -> bool:
+    """oneDNN's convolution with a fused element-wise op (the kernel PyTorch's own compiler emits on CPUs)."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_FUSED_CONV = _has_fused_conv()
+
+
+def eager_only() -> bool:
+    """True in a plain eager call, False while an exporter or compiler traces the forward (they take graph ops)."""
+    return not (torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+
+
+def _conv_relu6(conv: nn.Conv2d, weights: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``relu6(conv(x))``: on a CPU in float32 one oneDNN call with the clamp fused (a third faster for a
+    depthwise 3x3 at 256x256 than conv then an in-place clamp, which reads and writes the map once more)."""
+    if _FUSED_CONV and x.device.type == "cpu" and x.dtype == torch.float32 and eager_only():
+        return torch.ops.mkldnn._convolution_pointwise(x, weights[0], weights[1], list(conv.padding), list(conv.stride),
+                                                       list(conv.dilation), conv.groups, "hardtanh", [0.0, 6.0], "")
+    return _conv(conv, weights, x).clamp_(0.0, 6.0)
+
+
+def _inverted_residual_folded(block: InvertedResidual, x: torch.Tensor, folded: dict) -> torch.Tensor:
+    """torchvision's ``InvertedResidual.forward`` in eval mode with folded BatchNorms and ReLU6 fused or in place:
+    ``block.conv`` is [ConvBNReLU6 (expansion), ConvBNReLU6 (depthwise), Conv2d, BatchNorm2d (linear projection)]."""
+    layers = list(block.conv)
+    y = x
+    for layer in layers[:-2]:  # Conv2dNormActivation: conv, BN, ReLU6
+        y = _conv_relu6(layer[0], folded[layer[0]], y)
+    y = _conv(layers[-2], folded[layers[-2]], y)
+    return y.add_(x) if block.use_res_connect else y

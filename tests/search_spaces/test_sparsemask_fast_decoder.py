@@ -1,5 +1,5 @@
-"""The eval-mode SparseMask decoder (BN folded, tap convs stacked, same-size inputs summed before one resize,
-NHWC) gives the logits of the stages as the architecture states them."""
+"""The eval-mode SparseMask network (encoder and decoder BN folded, ReLU6 in place, tap convs stacked, same-size
+inputs summed before one resize, NHWC) gives the logits of the stages as the architecture states them."""
 
 import pytest
 import torch
@@ -46,6 +46,56 @@ def test_fast_decoder_equals_reference(arch_stages):
     assert fast.shape == (2, 5, 96, 128) and fast.is_contiguous()
     torch.testing.assert_close(fast, reference, atol=1e-4, rtol=1e-4)
     assert reference.abs().max() > 1.0  # not a trivially small output
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_folded_encoder_gives_every_tap(fused, monkeypatch):
+    """The encoder's eval path with BN folded into the convs and ReLU6 fused into oneDNN's conv (where PyTorch has
+    that kernel) or applied in place: the same nine taps."""
+    from terralite.search_spaces.sparsemask import encoder as encoder_module
+    from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder
+
+    if fused and not encoder_module._FUSED_CONV:
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    monkeypatch.setattr(encoder_module, "_FUSED_CONV", fused)
+
+    torch.manual_seed(0)
+    encoder = MobileNetV2Encoder()
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.3, 0.3)
+    encoder.eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        folded, stated = encoder(x, folded=encoder.folded_weights()), encoder(x)
+    assert len(folded) == len(stated) == 9
+    for tap, (a, b) in enumerate(zip(folded, stated)):
+        assert a.shape == b.shape, tap
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=f"tap {tap}")
+
+
+def test_folded_weights_follow_changed_parameters():
+    """The eval path keeps its folded weights between calls, and folds again after the weights change."""
+    torch.manual_seed(0)
+    net = build_model({"kind": "sparsemask", "arch": ARCH, "in_channels": 3, "num_classes": 5}).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        first = net(x)
+        kept = net._folded_cache[1]
+        assert torch.equal(net(x), first) and net._folded_cache[1] is kept  # nothing changed: not folded again
+        net.head.bias.add_(1.0)  # an in-place change, as an optimiser step makes
+        net.encoder.features[0][1].running_var.mul_(4.0)
+        changed = net(x)
+        reference = _reference(net, x)
+    assert net._folded_cache[1] is not kept
+    torch.testing.assert_close(changed, reference, atol=1e-4, rtol=1e-4)
+    other = build_model({"kind": "sparsemask", "arch": ARCH, "in_channels": 3, "num_classes": 5}).eval()
+    other.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(other(x), changed, atol=1e-5, rtol=1e-5)
 
 
 def test_training_mode_keeps_the_batch_statistics_path():
