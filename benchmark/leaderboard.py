@@ -309,12 +309,13 @@ def _repel_labels(ax, labels, steps: int = 80) -> None:
                 if boxes[i].overlaps(boxes[j]):
                     push = ((min(boxes[i].y1, boxes[j].y1) - max(boxes[i].y0, boxes[j].y0)) / 2 + 1) * to_points
                     upper, lower = (i, j) if boxes[i].y0 >= boxes[j].y0 else (j, i)
-                    shift(labels[upper], push if boxes[upper].y1 + push / to_points <= frame.y1 else 0.0)
-                    shift(labels[lower], -push if boxes[lower].y0 - push / to_points >= frame.y0 else 0.0)
-                    if boxes[upper].y1 + push / to_points > frame.y1:  # the upper one is at the top: the lower moves twice
-                        shift(labels[lower], -push)
-                    elif boxes[lower].y0 - push / to_points < frame.y0:
-                        shift(labels[upper], push)
+                    up, down = push, push
+                    if boxes[upper].y1 + push / to_points > frame.y1:  # no room above: the lower one moves twice
+                        up, down = 0.0, 2 * push
+                    elif boxes[lower].y0 - push / to_points < frame.y0:  # no room below: the upper one does
+                        up, down = 2 * push, 0.0
+                    shift(labels[upper], up)
+                    shift(labels[lower], -down)
                     moved = True
         if not moved:
             break

@@ -96,6 +96,8 @@ class FasterSegSearchConfig:
             raise TerraLiteError("search config: warmup_epochs and epochs must be >= 0 with at least one epoch in all")
         if self.batch_size < 2:
             raise TerraLiteError(f"search config: batch_size must be at least 2 (BatchNorm), got {self.batch_size}")
+        if self.lut_rounds < 1:
+            raise TerraLiteError(f"search config: lut_rounds must be at least 1, got {self.lut_rounds}")
         for name in ("lr_weights_warmup", "lr_weights"):
             if not getattr(self, name) > 0:
                 raise TerraLiteError(f"search config: {name!r} must be > 0, got {getattr(self, name)}")

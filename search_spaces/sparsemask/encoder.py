@@ -218,11 +218,15 @@ class MobileNetV2Encoder(nn.Module):
         return {conv: fold_batchnorm(conv, bn) for conv, bn in pairs}
 
 
+def batchnorm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` (C,) with ``bn(y) == y * scale + shift`` per channel in eval mode."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` of the one convolution that computes ``bn(conv(x))`` in eval mode (BN is a per-channel
-    affine map of the conv's output)."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C_out,)
-    bias = bn.bias - bn.running_mean * scale
+    """``(weight, bias)`` of the one convolution that computes ``bn(conv(x))`` in eval mode."""
+    scale, bias = batchnorm_affine(bn)
     if conv.bias is not None:
         bias = bias + conv.bias * scale
     return conv.weight * scale[:, None, None, None], bias

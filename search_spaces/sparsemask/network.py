@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from terralite.search_spaces.sparsemask.arch import arch_to_mask, validate_arch
-from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder, eager_only
+from terralite.search_spaces.sparsemask.encoder import MobileNetV2Encoder, batchnorm_affine, eager_only
 from terralite.search_spaces.sparsemask.topology import KINDS, NUM_STAGES, TAP, UP, deepest_tap, input_channels, input_name, stage_hw, stage_name
 from terralite.errors import TerraLiteError
 
@@ -70,8 +70,7 @@ class SparseDecoderStage(nn.Module):
         """Eval-mode BN folded into the convs: ``({input: weight (64, C_in, 1, 1)}, bias (64,))`` with
         ``bn(sum_i resize(conv_i(x_i))) == sum_i resize(conv2d(x_i, w_i)) + bias`` (BN is per-channel affine, a
         1x1 conv and a bilinear resize are linear, and a resize keeps a constant map constant)."""
-        scale = self.bn.weight / torch.sqrt(self.bn.running_var + self.bn.eps)
-        bias = self.bn.bias - self.bn.running_mean * scale
+        scale, bias = batchnorm_affine(self.bn)
         return {name: conv.weight * scale[:, None, None, None] for name, conv in self.convs.items()}, bias
 
 
@@ -118,8 +117,8 @@ class SparseMaskNet(nn.Module):
             # NHWC: oneDNN's convolutions and the bilinear resizes run vectorised over channels (eval only:
             # training keeps the default layout its recipe was measured with)
             x = x.contiguous(memory_format=torch.channels_last)
-        weights = self._folded_weights() if folded else None
-        taps = self.encoder(x, folded=weights["encoder"] if folded else None)
+        weights = self._folded_weights() if folded else {"encoder": None}
+        taps = self.encoder(x, folded=weights["encoder"])
         # ReLU6 once per feature: the official applies it per connection, which is the same value
         features = {input_name(TAP, j): F.relu6(t) for j, t in enumerate(taps)
                     if t is not None and input_name(TAP, j) in self.read_taps}

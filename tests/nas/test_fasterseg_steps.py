@@ -151,3 +151,6 @@ def test_presets_schedules():
     assert set(SEARCH_PRESETS) == {"oem", "oem-cpu", "tiny"}  # a new preset must be added to this test
     with pytest.raises(Exception, match="'lr_decay'.*must be in \\(0, 1\\]"):
         FasterSegSearchConfig(data=full.data, out="o", lr_decay=1.5).validate()
+    with pytest.raises(Exception, match="lut_rounds must be at least 1, got 0"):
+        FasterSegSearchConfig(data=full.data, out="o", lut_rounds=0).validate()
+    assert (full.lut_rounds, tiny.lut_rounds) == (3, 1)

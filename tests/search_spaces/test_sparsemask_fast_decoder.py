@@ -26,6 +26,16 @@ def _reference(net, x):
     return F.interpolate(net.head(last), size=(height, width), mode="bilinear", align_corners=True)
 
 
+def _far_from_identity(module):
+    """BN statistics and affine parameters far from the identity, so that a wrong fold shows."""
+    for bn in module.modules():
+        if isinstance(bn, torch.nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.3, 0.3)
+
+
 @pytest.mark.parametrize("arch_stages", [ARCH["stages"], None])
 def test_fast_decoder_equals_reference(arch_stages):
     arch = dict(ARCH)
@@ -33,12 +43,7 @@ def test_fast_decoder_equals_reference(arch_stages):
         arch["stages"] = {f"stage{s}": ["tap0", f"up{s}"] for s in range(9)}
     torch.manual_seed(0)
     net = build_model({"kind": "sparsemask", "arch": arch, "in_channels": 3, "num_classes": 5})
-    for module in net.modules():  # BN statistics far from the identity, so a wrong fold shows
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
+    _far_from_identity(net)
     net.eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
@@ -61,12 +66,7 @@ def test_folded_encoder_gives_every_tap(fused, monkeypatch):
 
     torch.manual_seed(0)
     encoder = MobileNetV2Encoder()
-    for module in encoder.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.uniform_(-0.3, 0.3)
+    _far_from_identity(encoder)
     encoder.eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
