@@ -136,9 +136,12 @@ def predictor_from_module(module, normalisation: dict, name: str = "model", clas
     """A :class:`Predictor` running an ``nn.Module`` (any model honouring the logits contract) in PyTorch."""
     import torch
 
+    from terralite.cpu_allocator import keep_freed_memory
     from terralite.device import resolve_device
 
     dev = resolve_device(device)
+    if dev.type == "cpu":  # tile after tile, large maps reuse freed memory instead of new pages every call
+        keep_freed_memory()
     module = module.to(dev).eval()
     call = _with_tta(module, tta)
     in_channels = len(normalisation["mean"]) if normalisation and normalisation.get("mean") is not None else 0

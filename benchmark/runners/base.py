@@ -23,6 +23,7 @@ from torch import nn
 from terralite.benchmark.memory import PeakMemory
 from terralite.benchmark.runners.other_load import OtherLoad
 from terralite.benchmark.tta import BENCH_TTA_MODES, check_bench_tta, timed_tta_forward
+from terralite.cpu_allocator import keep_freed_memory
 from terralite.errors import TerraLiteError
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -73,6 +74,8 @@ class Runner:
     ):
         self.device = torch.device(device)
         self.check(self.device, precision)
+        if self.device.type == "cpu":  # large maps reuse freed memory instead of new pages every call
+            keep_freed_memory()
         if model is None and not self.times_onnx_files:
             raise TerraLiteError(f"runtime {self.name!r} times a PyTorch network; time ONNX files with --runtime onnxruntime")
         self.model = model.eval() if model is not None else None
