@@ -34,7 +34,7 @@ from pathlib import Path
 
 OEM_TRAIN_TILES = 3000
 """OpenEarthMap's train list (METHODS §1): the search splits it in halves, weights and architecture."""
-SEARCHED = ("results/fasterseg/search_oem-cpu_8fps/student.json", "results/fasterseg/search_oem-cpu_16fps/student.json",
+SEARCHED = ("results/fasterseg/search_oem-cpu_3fps/student.json", "results/fasterseg/search_oem-cpu_4.5fps/student.json",
             "results/sparsemask/reference_two_inputs_per_stage.json")
 """The committed searched networks the suite times beside the zoo."""
 

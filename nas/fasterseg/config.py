@@ -112,14 +112,17 @@ class FasterSegSearchConfig:
 SEARCH_PRESETS: dict[str, dict] = {
     # the OpenEarthMap authors' space; 512 px crops, 20 warm-up + 30 search epochs
     "oem": {"preset": "oem"},
-    # the OEM space searched on a 2-core CPU: 64 px crops, 6 warm-up + 30 search epochs of 12 steps;
-    # the architecture lr is raised so that 360 steps can move α, β and the width logits by units
-    # (lr x steps = 5.4; the full schedule's ~9,400 steps at 3e-4 give 2.8); the warm-up's lr decay is scaled
-    # to its 6 epochs (0.978^(20/6): it ends at 0.64 x 0.02 as the original's 20 epochs do, see the docstring).
-    # A search step now runs 8 forward/backward passes (4 per step, as the original) instead of 4: expect about
-    # 1.8x the 53 min this preset took on 2 threads with the 2-term loss (results/fasterseg/README.md)
-    "oem-cpu": {"preset": "oem", "crop": 64, "batch_size": 4, "warmup_epochs": 6, "epochs": 30, "steps_per_epoch": 12,
-                "val_images": 8, "lr_arch": 0.015, "lr_decay_warmup": 0.978 ** (20 / 6)},
+    # the OEM space searched on a 2-core CPU: 64 px crops, 6 warm-up + 30 search epochs of 4 steps (24 warm-up
+    # and 120 search steps). A step is memory-bound on the 251 M-parameter supernet (each of its 4 passes reads the
+    # weights and writes their gradients: ~3 s per pass on this 2-core CPU, one thread as fast as two), so a
+    # search step (8 passes) costs ~25 s and this preset ~80 min on one thread; two targets ran side by side in
+    # about that time. The architecture lr is raised so that 120 steps move α, β and the width logits as far as
+    # the original's ~9,400 steps at 3e-4 do (lr x steps: 0.025 x 120 = 3.0 against 2.8); the warm-up's lr decay
+    # is scaled to its 6 epochs (0.978^(20/6): it ends at 0.64 x 0.02 as the original's 20 epochs do, see the
+    # docstring). The supernet trains for 144 weight steps: far too few to learn the task, see
+    # results/fasterseg/README.md for what such a search can and cannot show
+    "oem-cpu": {"preset": "oem", "crop": 64, "batch_size": 4, "warmup_epochs": 6, "epochs": 30, "steps_per_epoch": 4,
+                "val_images": 8, "lr_arch": 0.025, "lr_decay_warmup": 0.978 ** (20 / 6)},
     # minutes on a laptop CPU: a 6-layer thin lattice, two widths, 64 px crops, one epoch of each phase (each at
     # its phase's base lr: no decay to scale)
     "tiny": {"preset": "tiny", "space": {"widths": [6, 12]}, "crop": 64, "batch_size": 4, "warmup_epochs": 1,

@@ -50,11 +50,14 @@ def arch_evolution_figure(history: list[dict], target_fps: float | None = None, 
     fig = Figure(figsize=(18, 4.6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 4)
-    panels = (("op_", "α: operator probability (mean over cells)", "probability"),
-              ("down_", "β: probability of going down to the scale", "probability"),
-              ("width_", "expected width per scale", "width / base width"))
+    # fixed scales (probabilities 0–1, widths up to the base width): a flat line reads as "did not move",
+    # never as a jump magnified by autoscaling (or by an offset such as "1e-8 + 2e-1" while α is frozen)
+    panels = (("op_", "α: operator probability (mean over cells)", "probability", 1.0),
+              ("down_", "β: probability of going down to the scale", "probability", 1.0),
+              ("width_", "expected width per scale", "width / base width", 1.05))
     moved = 0.0
-    for ax, (prefix, title, ylabel) in zip(axes, panels):
+    for ax, (prefix, title, ylabel, top) in zip(axes, panels):
+        ax.set_ylim(0.0, top)
         for key in [k for k in history[0] if k.startswith(prefix)] if history else []:
             values = [h[key] for h in history]
             moved = max(moved, max(values) - min(values))

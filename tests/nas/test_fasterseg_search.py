@@ -61,7 +61,7 @@ def test_search_presets_resolve_to_valid_configs():
     # the CPU schedule searches the same space and target as the authors' schedule, only shorter and on small crops
     assert (cpu.preset, cpu.space, cpu.target) == (full.preset, full.space, full.target)
     assert (full.crop, full.warmup_epochs, full.epochs, full.lr_arch) == (512, 20, 30, 3e-4)
-    assert (cpu.crop, cpu.warmup_epochs, cpu.epochs, cpu.steps_per_epoch, cpu.lr_arch) == (64, 6, 30, 12, 0.015)
+    assert (cpu.crop, cpu.warmup_epochs, cpu.epochs, cpu.steps_per_epoch, cpu.lr_arch) == (64, 6, 30, 4, 0.025)
 
 
 @pytest.mark.slow

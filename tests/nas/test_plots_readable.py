@@ -35,6 +35,9 @@ def test_arch_evolution_axes_scales_warmup_and_target_band(tmp_path):
     assert [t.get_text() for t in axes[3].get_legend().get_texts()] == ["target band 8–9.6 FPS", "student (latency table)"]
     assert all(any(line.get_xdata()[0] == 1.5 and line.get_linestyle() == "--" for line in a.get_lines()) for a in axes)
     assert not any("barely" in t or "moved by at most" in t for t in texts(fig))
+    # fixed scales: a probability never autoscales into a magnified (or offset) axis
+    assert [a.get_ylim() for a in axes[:3]] == [(0.0, 1.0), (0.0, 1.0), (0.0, 1.05)]
+    assert not any(a.yaxis.get_major_formatter().get_offset() for a in axes[:3])
     plot_arch_evolution(history(0.01), tmp_path / "a.png", 8.0, 0.2, 1)
     assert (tmp_path / "a.png").stat().st_size > 10_000
 
