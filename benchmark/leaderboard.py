@@ -284,9 +284,15 @@ def _repel_labels(ax, labels, steps: int = 80) -> None:
     a label is never pushed out of the panel (one at the top edge stays, and the other one moves further)."""
     if len(labels) < 2:
         return
+    from matplotlib.text import Text
+
     renderer = ax.figure.canvas.get_renderer()
     to_points = 72 / ax.figure.dpi
     frame = ax.bbox
+
+    def text_box(label):
+        # the text alone: an annotation's own extent includes its leader line, which may cross other labels freely
+        return Text.get_window_extent(label, renderer)
 
     def shift(label, dy_points: float) -> None:
         x, y = label.xyann
@@ -294,7 +300,7 @@ def _repel_labels(ax, labels, steps: int = 80) -> None:
 
     def inside() -> None:
         for label in labels:
-            box = label.get_window_extent(renderer)
+            box = text_box(label)
             if box.y1 > frame.y1:
                 shift(label, -(box.y1 - frame.y1) * to_points)
             elif box.y0 < frame.y0:
@@ -302,7 +308,7 @@ def _repel_labels(ax, labels, steps: int = 80) -> None:
 
     for _ in range(steps):
         inside()
-        boxes = [label.get_window_extent(renderer).expanded(1.05, 1.15) for label in labels]
+        boxes = [text_box(label).expanded(1.05, 1.15) for label in labels]
         moved = False
         for i in range(len(labels)):
             for j in range(i + 1, len(labels)):

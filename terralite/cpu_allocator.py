@@ -9,9 +9,10 @@ own arena.
 
 :func:`keep_freed_memory` gives an eager process the same: glibc's own tunables ``M_MMAP_MAX = 0`` (large
 blocks come from the heap, like small ones) and a trim threshold of 1 GiB (freed heap stays mapped for the next
-call), which is what PyTorch's CPU performance guide gets from swapping in jemalloc or tcmalloc. The memory a
-forward needs is unchanged; it is returned to the OS at exit (or by an explicit ``malloc_trim``) rather than
-after every call. A user's own ``MALLOC_*_`` / ``GLIBC_TUNABLES`` malloc settings win, and on a C library
+call), which is what PyTorch's CPU performance guide gets from swapping in jemalloc or tcmalloc. The price is
+memory: freed blocks stay with the process (returned at exit, or by an explicit ``malloc_trim``) and some are the
+wrong size for the next request, so the resident memory the calls add grew 1.2-2.3x on the demo's board
+(``results/demo/README.md``) while its eager calls got about twice as fast. A user's own ``MALLOC_*_`` / ``GLIBC_TUNABLES`` malloc settings win, and on a C library
 other than glibc nothing changes.
 """
 

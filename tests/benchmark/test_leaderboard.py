@@ -210,3 +210,37 @@ def test_rows_of_a_repeated_measurement_replace_the_old_ones(tmp_path):
     write_rows(path, [dict(_row("b", 256, 7.0), role="pruned")], replaces=lambda row: row.get("role") == "pruned")
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["role"], r["fps"]) for r in rows] == [("parent", 5.0), ("pruned", 7.0)]
+
+
+def test_pareto_labels_do_not_overlap_on_the_demo_board(tmp_path, monkeypatch):
+    """The demo's board of 2026-12-07 (these FPS and mIoU): two hflip labels near the bottom edge and three
+    SparseMask labels around one spot were drawn over each other while the repel measured each annotation with its
+    leader line; the texts themselves must not overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    points = [("fasterseg-student", "torch", "fp32", "none", 119.2, 0.352), ("fasterseg-student", "torch", "fp32", "hflip", 243.5, 0.351),
+              ("sparsemask", "torch", "fp32", "none", 522.2, 0.472), ("sparsemask", "torch", "fp32", "hflip", 1045.3, 0.501),
+              ("unet-mobilenetv2", "torch", "fp32", "none", 1515.5, 0.609), ("unet-mobilenetv2", "torch", "fp32", "hflip", 3062.3, 0.626),
+              ("unet-mobilenetv2-pruned", "torch", "fp32", "none", 494.5, 0.337),
+              ("unet-mobilenetv2-pruned", "torch", "fp32", "hflip", 1048.6, 0.346),
+              ("unet-mobilenetv2-pruned-distilled", "torch", "fp32", "none", 511.4, 0.675),
+              ("unet-mobilenetv2-pruned-distilled", "torch", "fp32", "hflip", 1068.0, 0.696),
+              ("sparsemask", "onnxruntime", "fp32", "none", 803.3, 0.486), ("sparsemask-int8", "onnxruntime", "int8", "none", 516.2, 0.479)]
+    rows = [_row(name, 1024, 1000 / ms, tta=tta, runtime=runtime, precision=precision, miou=miou)
+            for name, runtime, precision, tta, ms, miou in points]
+    saved = {}
+    original_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: saved.setdefault("fig", fig) and original_savefig(fig, *a, **k))
+    build_leaderboard([write_rows(tmp_path / "r.jsonl", rows)], tmp_path / "board")
+    fig = saved["fig"]
+    FigureCanvasAgg(fig).draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    assert len(boxes) == len(points)
+    overlapping = [(ax.texts[i].get_text(), ax.texts[j].get_text()) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+                   if boxes[i].overlaps(boxes[j])]
+    assert overlapping == []
+    assert all(ax.bbox.y0 - 1 <= b.y0 and b.y1 <= ax.bbox.y1 + 1 for b in boxes)  # none pushed out of the panel
