@@ -19,6 +19,7 @@ other than glibc nothing changes.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 # glibc's mallopt parameters (malloc.h)
@@ -28,20 +29,13 @@ _TRIM_THRESHOLD_BYTES = 1 << 30
 
 _USER_SETTINGS = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
 
-_state: dict[str, str] = {}
 
-
+@functools.cache
 def keep_freed_memory() -> str:
     """Make this process keep freed heap for reuse (once; later calls return the first outcome).
 
     Returns what happened, for logs and rows: ``"kept"`` (glibc tuned), ``"user"`` (the user's malloc settings
     left as they are) or ``"unavailable"`` (not glibc)."""
-    if "outcome" not in _state:
-        _state["outcome"] = _tune()
-    return _state["outcome"]
-
-
-def _tune() -> str:
     if any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
         return "user"
     try:
