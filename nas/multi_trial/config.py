@@ -41,6 +41,13 @@ class MultiTrialConfig:
     eval_split: str = "val"  # split each trained trial is evaluated on (its final weights)
     measure: bool = False  # also time each trained network end to end (FasterSeg: beside its LUT latency)
     seed: int = 0  # the random baseline's draws and the NNI tuner's seed (training uses train.seed)
+    # fasterseg: prior of each node's width in random draws and tuner proposals: P(choice k) ∝ width_skew**k
+    # (1 = uniform; 0.1 = each wider choice 10x less likely). A latency band near the fastest architectures
+    # holds almost no uniform draw: the latency term drives searched students to the narrowest widths.
+    width_skew: float = 1.0
+    # sparsemask: probability that each candidate connection is kept in random draws and tuner proposals
+    # (0.5 = every connectivity equally likely); a band around a sparse searched network needs fewer
+    keep_prob: float = 0.5
     train: TrainConfig = field(default_factory=TrainConfig)  # the recipe and budget of every trial
 
     def validate(self) -> "MultiTrialConfig":
@@ -58,6 +65,14 @@ class MultiTrialConfig:
             raise TerraLiteError(f"--size must be a positive multiple of 32, got {self.size}")
         if self.latency_iters < 1 or self.latency_warmup < 0:
             raise TerraLiteError("--latency-iters must be at least 1 and --latency-warmup at least 0")
+        if not 0 < self.width_skew <= 1:
+            raise TerraLiteError(f"--width-skew must lie in (0, 1] (1 = uniform widths), got {self.width_skew}")
+        if self.width_skew != 1 and self.space != "fasterseg":
+            raise TerraLiteError("--width-skew is for --space fasterseg (SparseMask has no width choices)")
+        if not 0 < self.keep_prob < 1:
+            raise TerraLiteError(f"--keep-prob must lie in (0, 1) (0.5 = uniform connectivity), got {self.keep_prob}")
+        if self.keep_prob != 0.5 and self.space != "sparsemask":
+            raise TerraLiteError("--keep-prob is for --space sparsemask (FasterSeg has no connection gates)")
         check_objective(self.objective)
         if not (self.train.data.root or self.train.data.image):
             raise TerraLiteError("a multi-trial search needs a dataset: --data ROOT")

@@ -87,7 +87,9 @@ class SearchContext:
             saved = cls._read(path)
             if saved["strategy"] != strategy:
                 raise TerraLiteError(f"{cfg.out} holds a {saved['strategy']} search; choose another --out for a {strategy} search")
-            diffs = settings_diff(saved["config"], dataclasses.asdict(cfg))
+            # a setting added after the run started counts at its default (the value the run was made with)
+            saved_cfg = dataclasses.asdict(from_dict(MultiTrialConfig, saved["config"]))
+            diffs = settings_diff(saved_cfg, dataclasses.asdict(cfg))
             if diffs:
                 raise TerraLiteError(f"{cfg.out} was started with other settings ({', '.join(diffs)} differ); rerun with the "
                                      f"settings in {path} to resume it, or choose another --out")

@@ -10,9 +10,14 @@ tuner's values back. Decoding goes through the space's public contract (``arch_f
   row a down-sampling preference (``b<scale>_<row>`` in [-3, 3], the β logit of "down" against "keep"),
   per node a width (``w<scale>_<row>``: an index into the width choices) and the branch set (``branch_set``:
   an index into the config's sets). The derivation rules (skip removal, down positions) then apply.
+  With a width skew ``q < 1`` (:class:`Prior`) a width variable is instead a quantile ``u`` in [0, 1] of the prior
+  P(choice k) ∝ q**k (:func:`width_index`), so that a tuner's uniform prior over ``u`` — and NNI's random
+  tuner — draws narrow widths more often, as a latency band near the fastest architectures requires.
 - **sparsemask**: per stage and candidate input a keep/drop bit (``<stage>.<input>``); the derivation clean-up
-  rules then remove dead ends. A set of bits that leaves the output stage without input decodes to no
-  architecture (:class:`NoArchitecture`): the trial is rejected, not trained.
+  rules then remove dead ends. With a keep probability ``p != 0.5`` a bit is instead a quantile ``u`` in [0, 1],
+  kept when ``u < p``, so that a tuner's uniform prior keeps each connection with probability ``p``. A set of
+  bits that leaves the output stage without input decodes to no architecture (:class:`NoArchitecture`): the
+  trial is rejected, not trained.
 """
 
 from __future__ import annotations
@@ -44,7 +49,31 @@ class Variable:
         return {"_type": self.kind, "_value": list(self.values)}
 
 
-def _fasterseg_variables(space) -> dict[str, Variable]:
+def width_index(u: float, n_widths: int, width_skew: float) -> int:
+    """The width choice at quantile ``u`` of the prior P(k) ∝ width_skew**k, k < n_widths."""
+    prior = width_skew ** np.arange(n_widths)
+    cdf = np.cumsum(prior) / prior.sum()
+    return int(min(np.searchsorted(cdf, u, side="right"), n_widths - 1))
+
+
+@dataclass(frozen=True)
+class Prior:
+    """How likely each choice is before a tuner has seen a result: ``width_skew`` (FasterSeg, P(width k) ∝
+    width_skew**k) and ``keep_prob`` (SparseMask, P(connection kept)). The defaults are uniform."""
+
+    width_skew: float = 1.0
+    keep_prob: float = 0.5
+
+    @classmethod
+    def of(cls, cfg) -> "Prior":
+        """The prior of a :class:`~terralite.nas.multi_trial.config.MultiTrialConfig`."""
+        return cls(cfg.width_skew, cfg.keep_prob)
+
+
+UNIFORM = Prior()
+
+
+def _fasterseg_variables(space, prior: Prior) -> dict[str, Variable]:
     a_shapes, b_shapes, r_shapes = space.param_shapes()
     ops, scales = space.choices["ops"], space.choices["scales"]
     variables: dict[str, Variable] = {}
@@ -57,12 +86,13 @@ def _fasterseg_variables(space) -> dict[str, Variable]:
                 variables[f"b{scales[j]}_{r}"] = Variable("uniform", BETA_RANGE)
     for j, (rows, n_widths) in enumerate(r_shapes):
         for r in range(rows):
-            variables[f"w{scales[j]}_{r}"] = Variable("choice", tuple(range(n_widths)))
+            variables[f"w{scales[j]}_{r}"] = (Variable("choice", tuple(range(n_widths))) if prior.width_skew == 1
+                                               else Variable("uniform", (0.0, 1.0)))
     variables["branch_set"] = Variable("choice", tuple(range(len(space.cfg.branch_sets))))
     return variables
 
 
-def _fasterseg_decode(space, values: dict) -> dict:
+def _fasterseg_decode(space, values: dict, prior: Prior) -> dict:
     a_shapes, b_shapes, r_shapes = space.param_shapes()
     ops, scales = space.choices["ops"], space.choices["scales"]
     alphas, betas, ratios = [], [None], []
@@ -79,24 +109,30 @@ def _fasterseg_decode(space, values: dict) -> dict:
     for j, shape in enumerate(r_shapes):
         w = np.zeros(shape)
         for r in range(shape[0]):
-            w[r, int(values[f"w{scales[j]}_{r}"])] = ONE_HOT
+            value = values[f"w{scales[j]}_{r}"]
+            k = int(value) if prior.width_skew == 1 else width_index(float(value), shape[1], prior.width_skew)
+            w[r, k] = ONE_HOT
         ratios.append(w)
     branch_set = space.cfg.branch_sets[int(values["branch_set"])]
     return space.arch_from_params(alphas, betas, ratios, branch_set, role="student")
 
 
-def _sparsemask_variables(space) -> dict[str, Variable]:
-    return {f"{stage}.{name}": Variable("choice", (0, 1))
-            for stage, inputs in space.choices["stages"].items() for name in inputs}
+def _sparsemask_variables(space, prior: Prior) -> dict[str, Variable]:
+    bit = Variable("choice", (0, 1)) if prior.keep_prob == 0.5 else Variable("uniform", (0.0, 1.0))
+    return {f"{stage}.{name}": bit for stage, inputs in space.choices["stages"].items() for name in inputs}
 
 
-def _sparsemask_decode(space, values: dict) -> dict:
+def _kept(value, prior: Prior) -> bool:
+    return bool(int(value)) if prior.keep_prob == 0.5 else float(value) < prior.keep_prob
+
+
+def _sparsemask_decode(space, values: dict, prior: Prior) -> dict:
     from terralite.search_spaces.sparsemask.topology import NUM_STAGES, parse_input_name
 
     gates = np.zeros((NUM_STAGES, NUM_STAGES, 2))
     for stage_number, (stage, inputs) in enumerate(space.choices["stages"].items()):
         for name in inputs:
-            if int(values[f"{stage}.{name}"]):
+            if _kept(values[f"{stage}.{name}"], prior):
                 kind, index = parse_input_name(name)
                 gates[stage_number, index, kind] = 2.0  # fully open (derive clips gates to [0, 2])
     try:
@@ -116,28 +152,29 @@ def _encoding(space: SearchSpace):
         raise TerraLiteError(f"search space {space.name!r} has no tuner encoding; spaces with one: {', '.join(_ENCODINGS)}") from None
 
 
-def variables(space: SearchSpace) -> dict[str, Variable]:
-    """The tuner variables of ``space``, by name (a fixed order)."""
-    return _encoding(space)[0](space)
+def variables(space: SearchSpace, prior: Prior = UNIFORM) -> dict[str, Variable]:
+    """The tuner variables of ``space``, by name (a fixed order); ``prior``: see the module's notes."""
+    return _encoding(space)[0](space, prior)
 
 
-def decode(space: SearchSpace, values: dict[str, Any]) -> dict:
+def decode(space: SearchSpace, values: dict[str, Any], prior: Prior = UNIFORM) -> dict:
     """The (validated) architecture that the tuner's ``values`` stand for; raises :class:`NoArchitecture`."""
-    missing = sorted(set(variables(space)) - set(values))
+    missing = sorted(set(variables(space, prior)) - set(values))
     if missing:
         raise TerraLiteError(f"tuner parameters lack {len(missing)} variable(s) of the {space.name} space, e.g. {missing[0]!r}")
-    return _encoding(space)[1](space, values)
+    return _encoding(space)[1](space, values, prior)
 
 
-def to_nni_search_space(space: SearchSpace) -> dict:
+def to_nni_search_space(space: SearchSpace, prior: Prior = UNIFORM) -> dict:
     """The variables in NNI's search-space format (``{name: {"_type": ..., "_value": [...]}}``)."""
-    return {name: var.to_nni() for name, var in variables(space).items()}
+    return {name: var.to_nni() for name, var in variables(space, prior).items()}
 
 
-def sample_values(space: SearchSpace, rng: np.random.Generator) -> dict:
-    """Values drawn uniformly from every variable (what NNI's random tuner does; used in tests)."""
+def sample_values(space: SearchSpace, rng: np.random.Generator, prior: Prior = UNIFORM) -> dict:
+    """Values drawn uniformly from every variable (what NNI's random tuner does; under a non-uniform ``prior``
+    the choices follow it, since their variables are its quantiles)."""
     out: dict[str, Any] = {}
-    for name, var in variables(space).items():
+    for name, var in variables(space, prior).items():
         if var.kind == "choice":
             out[name] = var.values[int(rng.integers(len(var.values)))]
         else:

@@ -8,12 +8,16 @@ localhost (a free port), one of its built-in tuners, and one trial process per a
 NNI's experiment folders live in ``RUN/nni`` (``experiment_working_directory``); NNI itself only keeps its
 one-line-per-experiment index in ``~/nni-experiments/.experiment``, as it always does.
 
+Budget: ``trials`` counts trained architectures. Proposals outside the latency band are rejected in seconds
+(counted, reported to the tuner as 0, not trained) and do not use it up; ``max_proposals`` bounds the whole
+experiment, so a band the tuner cannot find ends the search instead of running for ever.
+
 Resume: trials are identified as ``nni-<index>`` and every finished one keeps its row in RUN, so a new start
-runs a fresh experiment for the missing trials only (``trials`` minus those finished; indices continue
-after the highest one used) and hands the finished trials' parameters and objectives to the new tuner
-(NNI's import-data), so the tuner resumes from the same history. This does not depend on NNI's own
-checkpoint, which would be lost with its home-directory index. Trials NNI counts as failed (a crash in
-the trial process) leave no row; their logs are in ``RUN/nni/<experiment>/environments/``.
+runs a fresh experiment for the missing trials only (until ``trials`` are trained or ``max_proposals``
+proposals are used; indices continue after the highest one used) and hands the finished trials' parameters
+and objectives to the new tuner (NNI's import-data), so the tuner resumes from the same history. This does
+not depend on NNI's own checkpoint, which would be lost with its home-directory index. Trials NNI counts as
+failed (a crash in the trial process) leave no row; their logs are in ``RUN/nni/<experiment>/environments/``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from terralite.errors import TerraLiteError
 from terralite.nas.multi_trial.config import MultiTrialConfig
 from terralite.nas.multi_trial.context import SearchContext
 from terralite.nas.multi_trial.table import trial_rows, write_outputs
+from terralite.nas.multi_trial.trial import TRAINED
 
 PREFIX = "nni-"
 #: ``--tuner`` → (NNI built-in tuner name, whether it takes a ``seed``)
@@ -88,34 +93,45 @@ def _used_indices(ctx: SearchContext) -> list[int]:
     return [_trial_index(p.name) for p in folder.glob(f"{PREFIX}*") if p.is_dir()] if folder.is_dir() else []
 
 
-def nni_search(cfg: MultiTrialConfig, tuner: str, trials: int, concurrency: int = 1, port: int | None = None) -> dict:
-    """Run (or resume) an NNI search of ``trials`` trials in ``cfg.out``; returns the summary."""
+def _trained(rows: list[dict]) -> int:
+    return sum(r["status"] == TRAINED for r in rows)
+
+
+def nni_search(cfg: MultiTrialConfig, tuner: str, trials: int, concurrency: int = 1, port: int | None = None,
+               max_proposals: int | None = None) -> dict:
+    """Run (or resume) an NNI search in ``cfg.out`` until ``trials`` architectures are trained or
+    ``max_proposals`` (default 20 x ``trials``) were proposed; returns the summary."""
+    max_proposals = max_proposals or 20 * trials
     if tuner not in TUNERS:
         raise TerraLiteError(f"unknown tuner {tuner!r}; valid: {', '.join(TUNERS)}")
-    if trials < 1 or concurrency < 1:
-        raise TerraLiteError(f"--trials and --concurrency must be at least 1, got {trials} and {concurrency}")
+    if trials < 1 or concurrency < 1 or max_proposals < trials:
+        raise TerraLiteError(f"--trials and --concurrency must be at least 1 and --max-proposals at least --trials, "
+                             f"got {trials}, {concurrency} and {max_proposals}")
     require_nni()
     ctx = SearchContext.open(cfg, f"nni-{tuner}")
     finished = trial_rows(ctx, PREFIX)
-    remaining = trials - len(finished)
-    if remaining > 0:
-        _run_experiment(ctx, tuner, trials, remaining, concurrency, port, finished)
+    proposals_left = max_proposals - len(finished)
+    if _trained(finished) < trials and proposals_left > 0:
+        _run_experiment(ctx, tuner, trials, proposals_left, concurrency, port, finished)
     rows = trial_rows(ctx, PREFIX)
-    counts = {"trials": len(rows), "trained": sum(r["status"] == "trained" for r in rows),
-              "rejected": sum(r["status"] == "rejected" for r in rows),
-              "failed": max(0, trials - len(rows))}
+    started = len(_used_indices(ctx))
+    counts = {"proposed": len(rows), "trained": _trained(rows), "rejected": sum(r["status"] == "rejected" for r in rows),
+              "failed": max(0, started - len(rows))}
     if counts["failed"]:
         print(f"nni search: {counts['failed']} trial(s) left no result (see the trial logs under {ctx.run_dir / 'nni'})",
               file=sys.stderr)
+    if counts["trained"] < trials:
+        print(f"nni search: only {counts['trained']} of {trials} architectures trained after {len(rows)} proposal(s); "
+              "raise --max-proposals, widen --band or skew the widths (--width-skew)", file=sys.stderr)
     return write_outputs(ctx, rows, counts)
 
 
 def _experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int, concurrency: int, offset: int):
-    """A local NNI experiment of ``remaining`` trials whose trial ids start at ``offset``, whose tuner runs in
-    this process (see :func:`_run_experiment`)."""
+    """A local NNI experiment of at most ``remaining`` trials whose trial ids start at ``offset``, whose tuner
+    runs in this process (see :func:`_run_experiment`)."""
     from nni.experiment import Experiment
 
-    from terralite.nas.multi_trial.encoding import to_nni_search_space
+    from terralite.nas.multi_trial.encoding import Prior, to_nni_search_space
 
     class InProcessTunerExperiment(Experiment):
         """NNI's manager told that the tuner connects by itself (as NNI's own NAS experiments do)."""
@@ -135,7 +151,7 @@ def _experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int, con
     c.trial_code_directory = str(code)
     c.trial_command = shlex.join([sys.executable, "-m", "terralite.nas.multi_trial.nni_trial", str(ctx.run_dir),
                                   "--index-offset", str(offset)])
-    c.search_space = to_nni_search_space(ctx.space)
+    c.search_space = to_nni_search_space(ctx.space, Prior.of(ctx.cfg))
     c.tuner.name = TUNERS[tuner][0]
     c.tuner.class_args = tuner_class_args(tuner, ctx.cfg.seed, trials)
     c.max_trial_number = remaining
@@ -145,7 +161,8 @@ def _experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int, con
 
 def _run_experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int, concurrency: int, port: int | None,
                     finished: list[dict]) -> None:
-    """Run the experiment to its end.
+    """Run the experiment until ``trials`` architectures are trained (rows of earlier starts included) or its
+    ``remaining`` proposals are used.
 
     The tuner (NNI's built-in class, built by NNI's factory) runs in this process behind NNI's message
     dispatcher, connected to the manager over its tuner channel: NNI 3.0 gives a tuner process it starts
@@ -179,7 +196,7 @@ def _run_experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int,
         threading.Thread(target=dispatcher.run, name="nni-dispatcher", daemon=True).start()
         while True:
             status = exp.get_status()
-            if status in ("DONE", "STOPPED"):
+            if status in ("DONE", "STOPPED") or _trained(trial_rows(ctx, PREFIX)) >= trials:
                 return
             if status == "ERROR":
                 raise TerraLiteError(f"the NNI experiment {exp.id} failed; its log: {folder / 'log' / 'nnimanager.log'}")

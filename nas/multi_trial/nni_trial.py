@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     import nni
 
     from terralite.nas.multi_trial.context import SearchContext
-    from terralite.nas.multi_trial.encoding import NoArchitecture, decode
+    from terralite.nas.multi_trial.encoding import NoArchitecture, Prior, decode
     from terralite.nas.multi_trial.nni_search import PREFIX
     from terralite.nas.multi_trial.trial import run_trial
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = SearchContext.load(args.run)
         trial_id = f"{PREFIX}{args.index_offset + nni.get_sequence_id():03d}"
         try:
-            arch, reason = decode(ctx.space, params), None
+            arch, reason = decode(ctx.space, params, Prior.of(ctx.cfg)), None
         except NoArchitecture as exc:
             arch, reason = None, str(exc)
         row = run_trial(ctx, trial_id, arch, tuner_params=params, reason=reason)

@@ -1,6 +1,13 @@
 """The latency-matched random baseline: K architectures drawn with the space's ``sample``, each priced by the
 latency model and kept only inside the band around the target, each trained with the same recipe.
 
+Under a non-uniform prior (``width_skew < 1`` for FasterSeg: operators, down-sampling logits and branch set
+uniform, each width with P(k) ∝ width_skew**k; ``keep_prob != 0.5`` for SparseMask: each connection kept with
+that probability) a draw is the tuner encoding's values drawn at random instead, so the baseline is "random
+among architectures of this latency" where the band lies in a corner of the space that uniform draws almost never
+reach (a searched student's narrow widths, a budgeted SparseMask network's few connections). Values that decode
+to no network are counted as ``no_network`` and drawn again.
+
 The draws are a function of the seed alone (``default_rng(seed)``, one ``sample`` per draw), and the latency
 of a draw is exact (table) or cached (measured), so a second start draws the same sequence, finds the
 finished trials' rows and trains only what is missing; a larger ``samples`` continues the sequence.
@@ -16,6 +23,7 @@ import numpy as np
 
 from terralite.nas.multi_trial.config import MultiTrialConfig
 from terralite.nas.multi_trial.context import SearchContext
+from terralite.nas.multi_trial.encoding import UNIFORM, NoArchitecture, Prior, decode, sample_values
 from terralite.nas.multi_trial.latency import arch_key
 from terralite.nas.multi_trial.table import trial_rows, write_outputs
 from terralite.nas.multi_trial.trial import run_trial
@@ -25,13 +33,21 @@ PREFIX = "random-"
 
 def draw_in_band(ctx: SearchContext, samples: int, max_draws: int) -> tuple[list[dict], dict]:
     """The first ``samples`` distinct in-band architectures of the seed's sequence (at most ``max_draws``
-    draws), and the counts: ``drawn``, ``in_band``, ``rejected_latency``, ``duplicates``."""
+    draws), and the counts: ``drawn``, ``in_band``, ``rejected_latency``, ``duplicates``, ``no_network``."""
     rng = np.random.default_rng(ctx.cfg.seed)
     archs, seen = [], set()
-    counts = {"drawn": 0, "in_band": 0, "rejected_latency": 0, "duplicates": 0}
+    counts = {"drawn": 0, "in_band": 0, "rejected_latency": 0, "duplicates": 0, "no_network": 0}
+    prior = Prior.of(ctx.cfg)
     while len(archs) < samples and counts["drawn"] < max_draws:
-        arch = ctx.space.sample(rng)
         counts["drawn"] += 1
+        if prior == UNIFORM:
+            arch = ctx.space.sample(rng)
+        else:
+            try:
+                arch = decode(ctx.space, sample_values(ctx.space, rng, prior), prior)
+            except NoArchitecture:
+                counts["no_network"] += 1
+                continue
         key = arch_key(ctx.space, arch)
         if key in seen:
             counts["duplicates"] += 1
@@ -55,7 +71,8 @@ def random_search(cfg: MultiTrialConfig, samples: int, max_draws: int = 2000) ->
     archs, counts = draw_in_band(ctx, samples, max_draws)
     lo, hi = ctx.band_ms
     print(f"random search: {counts['in_band']} architecture(s) in [{lo:.2f}, {hi:.2f}] ms after {counts['drawn']} draw(s) "
-          f"({counts['rejected_latency']} rejected by latency, {counts['duplicates']} duplicate(s))", file=sys.stderr)
+          f"({counts['rejected_latency']} rejected by latency, {counts['duplicates']} duplicate(s), "
+          f"{counts['no_network']} without a network)", file=sys.stderr)
     for k, arch in enumerate(archs):
         run_trial(ctx, f"{PREFIX}{k:03d}", arch)
     rows = trial_rows(ctx, PREFIX)[:samples]

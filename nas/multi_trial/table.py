@@ -47,6 +47,15 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _prior_text(prior: dict) -> str:
+    parts = []
+    if prior["width_skew"] != 1:
+        parts.append(f"each width with P(choice k) ∝ {prior['width_skew']:g}^k (other choices uniform)")
+    if prior["keep_prob"] != 0.5:
+        parts.append(f"each connection kept with probability {prior['keep_prob']:g}")
+    return "; ".join(parts) if parts else "every choice uniform"
+
+
 def _markdown(ctx: SearchContext, rows: list[dict], summary: dict) -> str:
     lo, hi = ctx.band_ms
     lines = [f"# {summary['strategy']} search over {ctx.space.name}", "",
@@ -55,6 +64,7 @@ def _markdown(ctx: SearchContext, rows: list[dict], summary: dict) -> str:
              f"mIoU on the {ctx.cfg.eval_split} split after the proxy budget "
              f"({ctx.cfg.train.epochs} epoch(s), steps/epoch {ctx.cfg.train.steps_per_epoch or 'all'}, "
              f"crop {ctx.cfg.train.crop}, preset {ctx.cfg.train.preset}).", "",
+             f"Draws / proposals: {_prior_text(summary['prior'])}.", "",
              "Counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()), "",
              "| " + " | ".join(TABLE_FIELDS) + " |", "|" + "---|" * len(TABLE_FIELDS)]
     lines += ["| " + " | ".join(_fmt(row.get(k)) for k in TABLE_FIELDS) + " |" for row in rows]
@@ -96,7 +106,7 @@ def write_outputs(ctx: SearchContext, rows: list[dict], counts: dict) -> dict:
     best = best_row(rows)
     summary = {"strategy": ctx.strategy, "space": ctx.space.name, "target_ms": ctx.target_ms, "band_ms": list(ctx.band_ms),
                "latency_source": ctx.latency.source, "size": ctx.size, "objective": ctx.cfg.objective,
-               "counts": counts, "best": best and {k: best.get(k) for k in TABLE_FIELDS if best.get(k) is not None}}
+               "prior": {"width_skew": ctx.cfg.width_skew, "keep_prob": ctx.cfg.keep_prob}, "counts": counts, "best": best and {k: best.get(k) for k in TABLE_FIELDS if best.get(k) is not None}}
     write_text_atomic(ctx.run_dir / "trials.csv", _csv(rows))
     write_text_atomic(ctx.run_dir / "trials.md", _markdown(ctx, rows, summary))
     if best:

@@ -34,6 +34,12 @@ def add_multi_trial_arguments(parser) -> None:
     parser.add_argument("--latency-warmup", type=int, default=3, metavar="N", help="untimed runs per measured latency (default 3)")
     parser.add_argument("--latency-iters", type=int, default=10, metavar="N", help="timed runs per measured latency; the median counts (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws / the tuner (default 0)")
+    parser.add_argument("--width-skew", type=float, default=1.0, metavar="Q",
+                        help="FasterSeg: prior of each node's width in draws and tuner proposals, P(choice k) ∝ Q**k "
+                             "(default 1: uniform; e.g. 0.1 to reach a band near the fastest architectures)")
+    parser.add_argument("--keep-prob", type=float, default=0.5, metavar="P",
+                        help="SparseMask: probability that each connection is kept in draws and tuner proposals "
+                             "(default 0.5: uniform; e.g. 0.08 to reach a band around a sparse network)")
     parser.add_argument("--train-preset", choices=["unet", "fasterseg", "sparsemask"],
                         help="training recipe of every trial (default: the space's own)")
     parser.add_argument("--train-config", metavar="YAML", help="training settings file for every trial")
@@ -61,7 +67,7 @@ def multi_trial_config(args):
         space=args.space, out=args.out, lut=args.lut, target_fps=args.target_fps, match=args.match, band=args.band,
         size=args.size, latency_runtime=args.latency_runtime, latency_warmup=args.latency_warmup,
         latency_iters=args.latency_iters, objective=args.objective, eval_split=args.eval_split, measure=args.measure,
-        seed=args.seed,
+        seed=args.seed, width_skew=args.width_skew, keep_prob=args.keep_prob,
     )
 
 

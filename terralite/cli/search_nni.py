@@ -14,7 +14,10 @@ def add_arguments(parser) -> None:
 
     add_multi_trial_arguments(parser)
     parser.add_argument("--tuner", choices=["random", "tpe", "evolution", "anneal"], default="tpe", help="NNI tuner (default tpe)")
-    parser.add_argument("--trials", type=int, required=True, metavar="N", help="trials in all (rejected ones included)")
+    parser.add_argument("--trials", type=int, required=True, metavar="N",
+                        help="architectures to train; proposals outside the band are rejected and do not count")
+    parser.add_argument("--max-proposals", type=int, metavar="N",
+                        help="give up after N proposals, rejected ones included (default 20 x --trials)")
     parser.add_argument("--concurrency", type=int, default=1, metavar="N", help="trials run at once (default 1)")
     parser.add_argument("--port", type=int, help="port of NNI's manager (default: a free one)")
 
@@ -27,5 +30,5 @@ def run(args) -> int:
     cfg = multi_trial_config(args)
     if printed_config(args, cfg):
         return 0
-    print_summary(nni_search(cfg, args.tuner, args.trials, args.concurrency, args.port), cfg.out)
+    print_summary(nni_search(cfg, args.tuner, args.trials, args.concurrency, args.port, args.max_proposals), cfg.out)
     return 0

@@ -4,6 +4,7 @@
 import csv
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from terralite.search_spaces.base import get_search_space
 from terralite.search_spaces.fasterseg.space import FasterSegSearchSpace
 
 SIZE = 64
+RESULTS = Path(__file__).resolve().parents[2] / "results"
 # the proxy budget of the tests: one optimizer step of batch 2 on 64 px crops
 BUDGET = {"epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "crop": 64, "device": "cpu"}
 BUDGET_ARGS = ["--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "2", "--crop", "64", "--device", "cpu"]
@@ -86,6 +88,92 @@ def test_fasterseg_encoding_sets_ops_and_widths(tiny_space):
     assert {c["op"] for c in cells} == {"conv"}
     narrow = tiny_space.cfg.widths[0]
     assert {c["width"] for c in cells[:-1]} <= {narrow, arch["head_width"]}
+
+
+def test_width_prior_maps_quantiles_to_choices():
+    # skew 0.1 over 5 widths: P = (0.9, 0.09, 0.009, ...); a uniform prior (skew 1) splits [0, 1] evenly
+    assert [encoding.width_index(u, 5, 0.1) for u in (0.0, 0.5, 0.899, 0.95, 0.995, 1.0)] == [0, 0, 0, 1, 2, 4]
+    assert [encoding.width_index(u, 5, 1.0) for u in (0.0, 0.19, 0.21, 0.5, 0.99, 1.0)] == [0, 0, 1, 2, 4, 4]
+
+
+def test_skewed_width_variables_are_quantiles(tiny_space):
+    skewed = encoding.to_nni_search_space(tiny_space, encoding.Prior(width_skew=0.2))
+    widths = [v for k, v in skewed.items() if k.startswith("w")]
+    assert widths and all(v == {"_type": "uniform", "_value": [0.0, 1.0]} for v in widths)
+    ops = [v for k, v in skewed.items() if k.startswith("a")]
+    assert ops == [v for k, v in encoding.to_nni_search_space(tiny_space).items() if k.startswith("a")]
+    values = encoding.sample_values(tiny_space, np.random.default_rng(0), encoding.Prior(width_skew=0.2))
+    values.update({k: 0.1 for k in values if k.startswith("w")})  # below P(narrowest) = 1 / 1.2
+    arch = encoding.decode(tiny_space, values, encoding.Prior(width_skew=0.2))
+    cells = [c for b in arch["branches"] for c in b["cells"]]
+    assert {c["width"] for c in cells[:-1]} <= {tiny_space.cfg.widths[0], arch["head_width"]}
+
+
+def test_keep_probability_thins_sparsemask_draws():
+    space = get_search_space("sparsemask")
+    sparse = encoding.Prior(keep_prob=0.08)
+    bits = encoding.to_nni_search_space(space, sparse)
+    assert all(v == {"_type": "uniform", "_value": [0.0, 1.0]} for v in bits.values())
+    rng = np.random.default_rng(0)
+
+    def connections(prior):
+        kept, none = [], 0
+        for _ in range(60):
+            try:
+                arch = encoding.decode(space, encoding.sample_values(space, rng, prior), prior)
+            except encoding.NoArchitecture:
+                none += 1
+                continue
+            kept.append(sum(len(inputs) for inputs in arch["stages"].values()))
+        return float(np.mean(kept)), none
+
+    sparse_mean, sparse_none = connections(sparse)
+    uniform_mean, uniform_none = connections(encoding.UNIFORM)
+    assert sparse_mean < 12 < 30 < uniform_mean  # about 90 x 0.08 before clean-up, against about 90 x 0.5
+    assert sparse_none > 0 == uniform_none  # an output stage left without input happens only when sparse
+
+
+@pytest.mark.skipif(not (RESULTS / "fasterseg" / "lut_cpu_onnxruntime_1024.json").is_file(), reason="committed results absent")
+def test_skewed_widths_reach_a_searched_students_band_that_uniform_draws_miss(tmp_path, synthetic_root):
+    """The committed 3 FPS student costs 231.5 ms by the committed CPU table, near the space's floor (209.5 ms):
+    no uniform draw lies within ±5 %, narrow-skewed draws do (about 1 in 5), with some wider nodes among them."""
+    def ctx(name, skew):
+        cfg = resolve_multi_trial_config(
+            train_flags={"data.root": str(synthetic_root), **BUDGET}, space="fasterseg", out=str(tmp_path / name),
+            lut=str(RESULTS / "fasterseg" / "lut_cpu_onnxruntime_1024.json"),
+            match=str(RESULTS / "fasterseg" / "search_oem-cpu_3fps" / "student.json"), width_skew=skew)
+        return SearchContext.open(cfg, "random")
+
+    assert ctx("uniform", 1.0).target_ms == pytest.approx(231.53, abs=0.01)
+    assert draw_in_band(ctx("uniform", 1.0), 1, 200)[1]["in_band"] == 0
+    skewed = ctx("skewed", 0.1)
+    archs, counts = draw_in_band(skewed, 8, 200)
+    assert len(archs) == 8 and counts["drawn"] < 100
+    lo, hi = skewed.band_ms
+    assert all(lo <= skewed.latency(a) <= hi for a in archs)
+    widths = [c["width"] for a in archs for b in a["branches"] for c in b["cells"]]
+    assert min(widths) == 4 and max(widths) > 4  # mostly the narrowest width (4 of 12), not only
+
+
+def test_search_folders_from_before_width_skew_resume(tmp_path, synthetic_root, lut, median_fps):
+    run = tmp_path / "run"
+    SearchContext.open(_cfg(run, synthetic_root, lut, median_fps), "random")
+    saved = json.loads((run / "search.json").read_text())
+    del saved["config"]["width_skew"]  # as written before the setting existed
+    (run / "search.json").write_text(json.dumps(saved))
+    SearchContext.open(_cfg(run, synthetic_root, lut, median_fps), "random")  # the default: the same search
+    with pytest.raises(TerraLiteError, match="width_skew"):
+        SearchContext.open(_cfg(run, synthetic_root, lut, median_fps, width_skew=0.5), "random")
+
+
+def test_width_skew_is_checked(tmp_path, synthetic_root, lut):
+    with pytest.raises(TerraLiteError, match=r"--width-skew must lie in \(0, 1\]"):
+        _cfg(tmp_path / "a", synthetic_root, lut, 10.0, width_skew=0.0)
+    with pytest.raises(TerraLiteError, match="--space sparsemask"):
+        _cfg(tmp_path / "c", synthetic_root, lut, 10.0, keep_prob=0.2)
+    with pytest.raises(TerraLiteError, match="--space fasterseg"):
+        resolve_multi_trial_config(train_flags={"data.root": str(synthetic_root), **BUDGET}, space="sparsemask",
+                                   out=str(tmp_path / "b"), target_fps=10.0, width_skew=0.5)
 
 
 def test_sparsemask_values_without_output_decode_to_no_architecture():
@@ -162,6 +250,7 @@ def test_random_search_trains_writes_outputs_and_resumes(tmp_path, synthetic_roo
     best = json.loads((run / "best.json").read_text())
     assert best["kind"] == "fasterseg" and best["label"] == f"fasterseg-{summary['best']['trial']}"
     assert (run / "trials.png").stat().st_size > 0 and "| random-001 |" in (run / "trials.md").read_text()
+    assert summary["prior"] == {"width_skew": 1.0, "keep_prob": 0.5} and "every choice uniform" in (run / "trials.md").read_text()
 
     # a rerun trains nothing: every trial is finished
     import terralite.engine.train as engine_train
@@ -215,10 +304,13 @@ def test_nni_experiment_runs_two_trials_and_writes_its_table(tmp_path, synthetic
     assert main(args) == 0
     with open(run / "trials.csv") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["trial"] for r in rows) == ["nni-000", "nni-001"]
+    # --trials counts trained architectures; proposals outside the band are rows too, rejected
+    assert sum(r["status"] == "trained" for r in rows) == 2
     assert all(r["status"] in ("trained", "rejected") for r in rows)
+    assert sorted(r["trial"] for r in rows) == [f"nni-{k:03d}" for k in range(len(rows))]
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["strategy"] == "nni-tpe" and summary["counts"]["trials"] == 2 and summary["counts"]["failed"] == 0
+    assert summary["strategy"] == "nni-tpe" and summary["counts"]["trained"] == 2 and summary["counts"]["failed"] == 0
+    assert summary["counts"]["proposed"] == len(rows)
     experiments = [p for p in (run / "nni").iterdir() if p.is_dir() and p.name not in ("trial_code", "_latest")]
     assert len(experiments) == 1 and (experiments[0] / "log" / "nnimanager.log").is_file()
     for r in rows:  # each trial's architecture came from the tuner's parameters
