@@ -41,6 +41,8 @@ TUNERS = {"random": ("Random", True), "tpe": ("TPE", True), "evolution": ("Evolu
 POLL_S = 1.0
 #: Seconds NNI may take to start its manager. NNI 3.0 gives it 3 s, which a loaded machine exceeds.
 MANAGER_START_S = 60
+#: Seconds the tuner's dispatcher thread may take to end once the manager has stopped.
+DISPATCHER_EXIT_S = 10
 
 
 def require_nni():
@@ -191,9 +193,11 @@ def _run_experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int,
     except Exception as exc:  # NNI raises whatever its launcher met (requests, RuntimeError...)
         exp.stop()
         raise TerraLiteError(f"NNI's manager did not start ({type(exc).__name__}: {exc}); see {folder / 'log'}") from None
+    thread = None
     try:
         dispatcher = MsgDispatcher(f"ws://localhost:{port}/tuner", tuner_obj)
-        threading.Thread(target=dispatcher.run, name="nni-dispatcher", daemon=True).start()
+        thread = threading.Thread(target=dispatcher.run, name="nni-dispatcher", daemon=True)
+        thread.start()
         while True:
             status = exp.get_status()
             if status in ("DONE", "STOPPED") or _trained(trial_rows(ctx, PREFIX)) >= trials:
@@ -203,3 +207,5 @@ def _run_experiment(ctx: SearchContext, tuner: str, trials: int, remaining: int,
             time.sleep(POLL_S)
     finally:
         exp.stop()
+        if thread is not None:  # let the dispatcher see the manager go and log its last line while logging still works
+            thread.join(timeout=DISPATCHER_EXIT_S)
