@@ -12,8 +12,8 @@ blocks come from the heap, like small ones) and a trim threshold of 1 GiB (freed
 call), which is what PyTorch's CPU performance guide gets from swapping in jemalloc or tcmalloc. The price is
 memory: freed blocks stay with the process (returned at exit, or by an explicit ``malloc_trim``) and some are the
 wrong size for the next request, so the resident memory the calls add grew 1.2-2.3x on the demo's board
-(``results/demo/README.md``) while its eager calls got about twice as fast. A user's own ``MALLOC_*_`` / ``GLIBC_TUNABLES`` malloc settings win, and on a C library
-other than glibc nothing changes.
+(``results/demo/README.md``) while its eager calls got about twice as fast. A user's own ``MALLOC_*_`` /
+``GLIBC_TUNABLES`` malloc settings win, and on a C library other than glibc nothing changes.
 """
 
 from __future__ import annotations

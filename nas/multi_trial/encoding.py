@@ -69,6 +69,23 @@ class Prior:
         """The prior of a :class:`~terralite.nas.multi_trial.config.MultiTrialConfig`."""
         return cls(cfg.width_skew, cfg.keep_prob)
 
+    @property
+    def skews_widths(self) -> bool:
+        return self.width_skew != 1
+
+    @property
+    def thins_connections(self) -> bool:
+        return self.keep_prob != 0.5
+
+    def describe(self) -> str:
+        """One line for tables and logs."""
+        parts = []
+        if self.skews_widths:
+            parts.append(f"each width with P(choice k) ∝ {self.width_skew:g}^k (other choices uniform)")
+        if self.thins_connections:
+            parts.append(f"each connection kept with probability {self.keep_prob:g}")
+        return "; ".join(parts) or "every choice uniform"
+
 
 UNIFORM = Prior()
 
@@ -86,7 +103,7 @@ def _fasterseg_variables(space, prior: Prior) -> dict[str, Variable]:
                 variables[f"b{scales[j]}_{r}"] = Variable("uniform", BETA_RANGE)
     for j, (rows, n_widths) in enumerate(r_shapes):
         for r in range(rows):
-            variables[f"w{scales[j]}_{r}"] = (Variable("choice", tuple(range(n_widths))) if prior.width_skew == 1
+            variables[f"w{scales[j]}_{r}"] = (Variable("choice", tuple(range(n_widths))) if not prior.skews_widths
                                                else Variable("uniform", (0.0, 1.0)))
     variables["branch_set"] = Variable("choice", tuple(range(len(space.cfg.branch_sets))))
     return variables
@@ -110,7 +127,7 @@ def _fasterseg_decode(space, values: dict, prior: Prior) -> dict:
         w = np.zeros(shape)
         for r in range(shape[0]):
             value = values[f"w{scales[j]}_{r}"]
-            k = int(value) if prior.width_skew == 1 else width_index(float(value), shape[1], prior.width_skew)
+            k = width_index(float(value), shape[1], prior.width_skew) if prior.skews_widths else int(value)
             w[r, k] = ONE_HOT
         ratios.append(w)
     branch_set = space.cfg.branch_sets[int(values["branch_set"])]
@@ -118,12 +135,12 @@ def _fasterseg_decode(space, values: dict, prior: Prior) -> dict:
 
 
 def _sparsemask_variables(space, prior: Prior) -> dict[str, Variable]:
-    bit = Variable("choice", (0, 1)) if prior.keep_prob == 0.5 else Variable("uniform", (0.0, 1.0))
+    bit = Variable("uniform", (0.0, 1.0)) if prior.thins_connections else Variable("choice", (0, 1))
     return {f"{stage}.{name}": bit for stage, inputs in space.choices["stages"].items() for name in inputs}
 
 
 def _kept(value, prior: Prior) -> bool:
-    return bool(int(value)) if prior.keep_prob == 0.5 else float(value) < prior.keep_prob
+    return float(value) < prior.keep_prob if prior.thins_connections else bool(int(value))
 
 
 def _sparsemask_decode(space, values: dict, prior: Prior) -> dict:

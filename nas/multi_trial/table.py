@@ -5,6 +5,7 @@ latency, the target band shaded) and ``summary.json`` (counts, target, band, bes
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from terralite.atomic import atomic_path, write_text_atomic
 from terralite.nas.multi_trial.context import SearchContext
+from terralite.nas.multi_trial.encoding import Prior
 from terralite.nas.multi_trial.trial import TRAINED, read_result
 
 TABLE_FIELDS = ("trial", "status", "arch_json", "params", "gmacs", "latency_ms", "latency_source", "fps", "measured_ms",
@@ -47,15 +49,6 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _prior_text(prior: dict) -> str:
-    parts = []
-    if prior["width_skew"] != 1:
-        parts.append(f"each width with P(choice k) ∝ {prior['width_skew']:g}^k (other choices uniform)")
-    if prior["keep_prob"] != 0.5:
-        parts.append(f"each connection kept with probability {prior['keep_prob']:g}")
-    return "; ".join(parts) if parts else "every choice uniform"
-
-
 def _markdown(ctx: SearchContext, rows: list[dict], summary: dict) -> str:
     lo, hi = ctx.band_ms
     lines = [f"# {summary['strategy']} search over {ctx.space.name}", "",
@@ -64,7 +57,7 @@ def _markdown(ctx: SearchContext, rows: list[dict], summary: dict) -> str:
              f"mIoU on the {ctx.cfg.eval_split} split after the proxy budget "
              f"({ctx.cfg.train.epochs} epoch(s), steps/epoch {ctx.cfg.train.steps_per_epoch or 'all'}, "
              f"crop {ctx.cfg.train.crop}, preset {ctx.cfg.train.preset}).", "",
-             f"Draws / proposals: {_prior_text(summary['prior'])}.", "",
+             f"Draws / proposals: {Prior.of(ctx.cfg).describe()}.", "",
              "Counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()), "",
              "| " + " | ".join(TABLE_FIELDS) + " |", "|" + "---|" * len(TABLE_FIELDS)]
     lines += ["| " + " | ".join(_fmt(row.get(k)) for k in TABLE_FIELDS) + " |" for row in rows]
@@ -106,7 +99,8 @@ def write_outputs(ctx: SearchContext, rows: list[dict], counts: dict) -> dict:
     best = best_row(rows)
     summary = {"strategy": ctx.strategy, "space": ctx.space.name, "target_ms": ctx.target_ms, "band_ms": list(ctx.band_ms),
                "latency_source": ctx.latency.source, "size": ctx.size, "objective": ctx.cfg.objective,
-               "prior": {"width_skew": ctx.cfg.width_skew, "keep_prob": ctx.cfg.keep_prob}, "counts": counts, "best": best and {k: best.get(k) for k in TABLE_FIELDS if best.get(k) is not None}}
+               "prior": dataclasses.asdict(Prior.of(ctx.cfg)), "counts": counts,
+               "best": best and {k: best.get(k) for k in TABLE_FIELDS if best.get(k) is not None}}
     write_text_atomic(ctx.run_dir / "trials.csv", _csv(rows))
     write_text_atomic(ctx.run_dir / "trials.md", _markdown(ctx, rows, summary))
     if best:
