@@ -33,6 +33,10 @@ class MultiTrialConfig:
     target_fps: float | None = None
     match: str | None = None  # architecture or spec JSON whose latency is the target (e.g. a searched student)
     band: float = 0.05  # an architecture is trained only if |latency / target - 1| <= band
+    # and, when set, only if |ratio - 1| <= measured_band, the ratio of its latency to the --match network's timed
+    # side by side (latency.SideBySideRatio, side_by_side_iters calls of each): the band by measurement
+    measured_band: float | None = None
+    side_by_side_iters: int = 30
     size: int = 1024  # sparsemask: input size its latency is measured at (fasterseg: the table's)
     latency_runtime: str = "onnxruntime"  # sparsemask: runtime of the measured latency (and of --measure)
     latency_warmup: int = 3
@@ -61,6 +65,14 @@ class MultiTrialConfig:
             raise TerraLiteError(f"--target-fps must be positive, got {self.target_fps}")
         if not 0 < self.band < 1:
             raise TerraLiteError(f"--band must lie in (0, 1), e.g. 0.05 for ±5 %, got {self.band}")
+        if self.measured_band is not None:
+            if not 0 < self.measured_band < 1:
+                raise TerraLiteError(f"--measured-band must lie in (0, 1), e.g. 0.05 for ±5 %, got {self.measured_band}")
+            if self.match is None:
+                raise TerraLiteError("--measured-band times each architecture beside the target network: give the target "
+                                     "as --match ARCH.json, not --target-fps")
+        if self.side_by_side_iters < 5:
+            raise TerraLiteError(f"--side-by-side-iters must be at least 5 (one turn), got {self.side_by_side_iters}")
         if self.size < 32 or self.size % 32:
             raise TerraLiteError(f"--size must be a positive multiple of 32, got {self.size}")
         if self.latency_iters < 1 or self.latency_warmup < 0:

@@ -10,6 +10,7 @@ Layout of the run folder ``RUN``::
     trials.csv, trials.md      the table of all trials; best.json the best architecture; trials.png the plot
     summary.json               counts (drawn, trained, rejected by latency, ...), target, band, best
     latency_cache.json         sparsemask: each architecture's measured latency
+    side_by_side_cache.json    with --measured-band: each architecture's latency ratio to the target, timed side by side
     nni/                       NNI's experiment folders (``terralite search nni``)
 """
 
@@ -57,19 +58,49 @@ class SearchContext:
             self.size = cfg.size
             self.latency = MeasuredLatency(self.space, self.size, self.run_dir / "latency_cache.json", cfg.latency_runtime,
                                            "cpu", cfg.latency_warmup, cfg.latency_iters)
-        self.target_ms = self._target_ms()
+        self.target_arch = self._target_arch()
+        self.target_ms = 1000.0 / cfg.target_fps if self.target_arch is None else self.latency(self.target_arch)
         self.band_ms = (self.target_ms * (1 - cfg.band), self.target_ms * (1 + cfg.band))
+        self.side_by_side = self._side_by_side()
 
-    def _target_ms(self) -> float:
-        if self.cfg.target_fps is not None:
-            return 1000.0 / self.cfg.target_fps
+    def _target_arch(self) -> dict | None:
+        if self.cfg.match is None:
+            return None
         from terralite.search_spaces.arch_json import read_arch_file
 
         arch, source = read_arch_file(self.cfg.match, self.space.name)
-        return self.latency(self.space.validate(arch, source))
+        return self.space.validate(arch, source)
+
+    def _side_by_side(self):
+        """The band by measurement (``--measured-band``), timed like the latency: with the table's runtime at
+        its size (FasterSeg), with ``--latency-runtime`` at ``--size`` (SparseMask); on the CPU."""
+        from terralite.nas.multi_trial.latency import SideBySideRatio
+
+        if self.cfg.measured_band is None:
+            return None
+        device = getattr(self.latency, "device", "cpu")
+        if device != "cpu":
+            raise TerraLiteError(f"--measured-band times networks side by side on the CPU, and {self.cfg.lut} was measured "
+                                 f"on {device}; leave --measured-band out or use a CPU table")
+        return SideBySideRatio(self.space, self.target_arch, self.size, self.run_dir / "side_by_side_cache.json",
+                               self.latency.runtime, self.cfg.latency_warmup, self.cfg.side_by_side_iters)
 
     def in_band(self, latency_ms: float) -> bool:
         return self.band_ms[0] <= latency_ms <= self.band_ms[1]
+
+    def rejection(self, arch: dict, latency_ms: float) -> tuple[str, str] | None:
+        """None when ``arch`` (priced at ``latency_ms``) lies in the band, and in the measured band when there is
+        one (timed only once it lies in the first); else ``(count, reason)``: the summary count it adds to
+        (``rejected_latency`` or ``rejected_measured``) and a line that says why."""
+        if not self.in_band(latency_ms):
+            lo, hi = self.band_ms
+            return "rejected_latency", f"latency {latency_ms:.2f} ms outside [{lo:.2f}, {hi:.2f}] ms"
+        if self.side_by_side is not None:
+            ratio = self.side_by_side(arch)["ratio"]
+            if abs(ratio - 1) > self.cfg.measured_band:
+                return "rejected_measured", (f"measured side by side at {ratio:.3f}x the target's latency, outside "
+                                             f"±{self.cfg.measured_band:g}")
+        return None
 
     def trial_dir(self, trial_id: str) -> Path:
         return self.run_dir / "trials" / trial_id

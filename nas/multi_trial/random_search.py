@@ -33,10 +33,11 @@ PREFIX = "random-"
 
 def draw_in_band(ctx: SearchContext, samples: int, max_draws: int) -> tuple[list[dict], dict]:
     """The first ``samples`` distinct in-band architectures of the seed's sequence (at most ``max_draws``
-    draws), and the counts: ``drawn``, ``in_band``, ``rejected_latency``, ``duplicates``, ``no_network``."""
+    draws), and the counts: ``drawn``, ``in_band``, ``rejected_latency``, ``rejected_measured`` (outside the
+    band by side-by-side measurement, ``--measured-band``), ``duplicates``, ``no_network``."""
     rng = np.random.default_rng(ctx.cfg.seed)
     archs, seen = [], set()
-    counts = {"drawn": 0, "in_band": 0, "rejected_latency": 0, "duplicates": 0, "no_network": 0}
+    counts = {"drawn": 0, "in_band": 0, "rejected_latency": 0, "rejected_measured": 0, "duplicates": 0, "no_network": 0}
     prior = Prior.of(ctx.cfg)
     while len(archs) < samples and counts["drawn"] < max_draws:
         counts["drawn"] += 1
@@ -53,8 +54,9 @@ def draw_in_band(ctx: SearchContext, samples: int, max_draws: int) -> tuple[list
             counts["duplicates"] += 1
             continue
         seen.add(key)
-        if not ctx.in_band(ctx.latency(arch)):
-            counts["rejected_latency"] += 1
+        rejected = ctx.rejection(arch, ctx.latency(arch))
+        if rejected:
+            counts[rejected[0]] += 1
             continue
         counts["in_band"] += 1
         archs.append(arch)
@@ -70,9 +72,10 @@ def random_search(cfg: MultiTrialConfig, samples: int, max_draws: int = 2000) ->
     ctx = SearchContext.open(cfg, "random")
     archs, counts = draw_in_band(ctx, samples, max_draws)
     lo, hi = ctx.band_ms
-    print(f"random search: {counts['in_band']} architecture(s) in [{lo:.2f}, {hi:.2f}] ms after {counts['drawn']} draw(s) "
-          f"({counts['rejected_latency']} rejected by latency, {counts['duplicates']} duplicate(s), "
-          f"{counts['no_network']} without a network)", file=sys.stderr)
+    measured = (f" and within ±{ctx.cfg.measured_band:g} of the target side by side" if ctx.side_by_side else "")
+    print(f"random search: {counts['in_band']} architecture(s) in [{lo:.2f}, {hi:.2f}] ms{measured} after {counts['drawn']} "
+          f"draw(s) ({counts['rejected_latency']} rejected by latency, {counts['rejected_measured']} by side-by-side "
+          f"measurement, {counts['duplicates']} duplicate(s), {counts['no_network']} without a network)", file=sys.stderr)
     for k, arch in enumerate(archs):
         run_trial(ctx, f"{PREFIX}{k:03d}", arch)
     rows = trial_rows(ctx, PREFIX)[:samples]

@@ -17,7 +17,7 @@ from terralite.nas.multi_trial.encoding import Prior
 from terralite.nas.multi_trial.trial import TRAINED, read_result
 
 TABLE_FIELDS = ("trial", "status", "arch_json", "params", "gmacs", "latency_ms", "latency_source", "fps", "measured_ms",
-                "miou", "objective", "train_s", "reason")
+                "measured_ratio", "miou", "objective", "train_s", "reason")
 
 
 def trial_rows(ctx: SearchContext, prefix: str) -> list[dict]:
@@ -58,6 +58,9 @@ def _markdown(ctx: SearchContext, rows: list[dict], summary: dict) -> str:
              f"({ctx.cfg.train.epochs} epoch(s), steps/epoch {ctx.cfg.train.steps_per_epoch or 'all'}, "
              f"crop {ctx.cfg.train.crop}, preset {ctx.cfg.train.preset}).", "",
              f"Draws / proposals: {Prior.of(ctx.cfg).describe()}.", "",
+             *([f"Band by measurement: latency within ±{ctx.cfg.measured_band:g} of the target's, timed side by side "
+                f"({ctx.cfg.side_by_side_iters} calls each, {ctx.latency.runtime} on the CPU; measured_ratio).", ""]
+               if ctx.side_by_side else []),
              "Counts: " + ", ".join(f"{k} {v}" for k, v in summary["counts"].items()), "",
              "| " + " | ".join(TABLE_FIELDS) + " |", "|" + "---|" * len(TABLE_FIELDS)]
     lines += ["| " + " | ".join(_fmt(row.get(k)) for k in TABLE_FIELDS) + " |" for row in rows]
@@ -98,6 +101,7 @@ def write_outputs(ctx: SearchContext, rows: list[dict], counts: dict) -> dict:
     """Write the table, plot, best architecture and summary; returns the summary."""
     best = best_row(rows)
     summary = {"strategy": ctx.strategy, "space": ctx.space.name, "target_ms": ctx.target_ms, "band_ms": list(ctx.band_ms),
+               "measured_band": ctx.cfg.measured_band,
                "latency_source": ctx.latency.source, "size": ctx.size, "objective": ctx.cfg.objective,
                "prior": dataclasses.asdict(Prior.of(ctx.cfg)), "counts": counts,
                "best": best and {k: best.get(k) for k in TABLE_FIELDS if best.get(k) is not None}}

@@ -1,7 +1,8 @@
 """One trial of a multi-trial search — the same function for the random baseline and for NNI's trials.
 
-A trial prices the architecture's latency (:mod:`.latency`); outside the band it is *rejected*: its row says
-so and nothing is trained. Inside it, the architecture is written as a model spec, trained with the engine's
+A trial prices the architecture's latency (:mod:`.latency`); outside the band (or, with ``--measured-band``,
+outside it by a side-by-side measurement against the target) it is *rejected*: its row says so and nothing is
+trained. Inside it, the architecture is written as a model spec, trained with the engine's
 :class:`~terralite.engine.train.Trainer` under the search's one recipe and proxy budget (no validation
 during training: the trial's figure is its final weights' mIoU on ``eval_split``, so no trial is picked at
 its luckiest epoch), evaluated, optionally timed end to end, and scored by the objective.
@@ -62,9 +63,11 @@ def run_trial(ctx: SearchContext, trial_id: str, arch: dict, tuner_params: dict 
     latency_ms = ctx.latency(arch)
     row.update({"arch_key": arch_key(ctx.space, arch), "params": cost["params"], "gmacs": cost["macs"] / 1e9,
                 "latency_ms": latency_ms, "latency_source": ctx.latency.source, "fps": 1000.0 / latency_ms})
-    if not ctx.in_band(latency_ms):
-        lo, hi = ctx.band_ms
-        return _write_result(ctx, trial_id, {**row, "reason": f"latency {latency_ms:.2f} ms outside [{lo:.2f}, {hi:.2f}] ms"})
+    rejected = ctx.rejection(arch, latency_ms)
+    if ctx.side_by_side is not None and ctx.in_band(latency_ms):
+        row["measured_ratio"] = ctx.side_by_side(arch)["ratio"]  # cached by the rejection check
+    if rejected:
+        return _write_result(ctx, trial_id, {**row, "reason": rejected[1]})
 
     arch_path = folder / "arch.json"
     write_text_atomic(arch_path, json.dumps(arch_spec(ctx, arch, f"{ctx.space.name}-{trial_id}"), indent=1) + "\n")

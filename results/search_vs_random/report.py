@@ -4,11 +4,12 @@
 
 Reads OUT/eval/*.json (mIoU of every trained network per seed and test set), OUT/bench/<network>.jsonl (measured
 latency of the hand-trained networks), OUT/bench/<space>-band.jsonl (each searched network timed beside its
-random and NNI architectures in one run), OUT/random_*_seed*/trials.csv and OUT/nni_*/trials.csv (the trials and
+random and NNI architectures, in turns: band_check.py), OUT/random_*_seed*/trials.csv and OUT/nni_*/trials.csv (the trials and
 their table or measured latency), and writes into DEST:
 
 - ``networks.csv``: one row per trained network and seed (group, space, params, GMACs, latency by the table
-  where there is one, measured latency, mIoU on each test set);
+  where there is one, measured latency, the latency ratio to the searched network measured when a random
+  architecture was selected, mIoU on each test set);
 - ``table.md``: per network the mIoU mean ± std over the seeds beside its measured FPS, per group the random
   architectures' spread, how many random architectures each searched network beats, and the band check: each
   random architecture's measured latency against its searched network's, timed side by side;
@@ -82,7 +83,7 @@ def hand_trained_rows(out: Path, seeds: list[int]) -> list[dict]:
             rows.append({"network": name, "group": _group(name), "seed": seed, "params_m": bench["params_m"],
                          "gmacs": bench["gmacs"], "lut_ms": None, "measured_ms": bench["latency_ms_median"],
                          "measured_p10_ms": bench["latency_ms_p10"], "measured_p90_ms": bench["latency_ms_p90"],
-                         **{f"miou_{t}": _eval_miou(out, name, seed, t) for t in TEST_SETS}})
+                         "selection_ratio": None, **{f"miou_{t}": _eval_miou(out, name, seed, t) for t in TEST_SETS}})
     return rows
 
 
@@ -110,6 +111,8 @@ def random_rows(out: Path, seeds: list[int]) -> list[dict]:
                                  "measured_ms": side_by_side["latency_ms_median"] if side_by_side else measured,
                                  "measured_p10_ms": side_by_side and side_by_side["latency_ms_p10"],
                                  "measured_p90_ms": side_by_side and side_by_side["latency_ms_p90"],
+                                 # its latency over the searched network's, timed side by side when it was drawn
+                                 "selection_ratio": float(t["measured_ratio"]) if t.get("measured_ratio") else None,
                                  "miou_synthetic": float(t["miou"]),
                                  "miou_fixture": _eval_miou(out, name, seed, "fixture")})
     return rows
@@ -237,7 +240,8 @@ def copy_outputs(out: Path, dest: Path) -> None:
     for run in sorted(list(out.glob("random_*_seed*")) + list(out.glob("nni_*"))):
         target = dest / run.name
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("trials.csv", "trials.md", "trials.png", "summary.json", "best.json", "search.json", "latency_cache.json"):
+        for name in ("trials.csv", "trials.md", "trials.png", "summary.json", "best.json", "search.json", "latency_cache.json",
+                     "side_by_side_cache.json"):
             if (run / name).is_file():
                 shutil.copy2(run / name, target / name)
         for arch in sorted(run.glob("trials/*/arch.json")):
@@ -273,8 +277,8 @@ def main(argv: list[str]) -> int:
         writer.writerows(rows)
     networks = per_network(rows)
     check = band_check(out)
-    (dest / "table.md").write_text(markdown(networks) + (f"\nBand check (ONNX Runtime CPU, the bench rows' input size, "
-                                                         f"each space's networks in one bench run):\n\n{check}\n" if check else ""))
+    (dest / "table.md").write_text(markdown(networks) + (f"\nBand check (ONNX Runtime CPU, each space's networks timed "
+                                                         f"in turns by band_check.py):\n\n{check}\n" if check else ""))
     plot(networks, dest / "plot.png")
     if dest.resolve() != out.resolve():
         copy_outputs(out, dest)

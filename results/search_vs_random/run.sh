@@ -6,8 +6,10 @@
 # Every network is trained with ONE recipe and budget (RECIPE below) and SEEDS training seeds:
 #   - the FasterSeg student and the SparseMask network of our differentiable searches (run here, or given as
 #     STUDENT=student.json / SPARSEMASK=arch.json),
-#   - K latency-matched random architectures of each space (`terralite search random --match`, ±5 % by the
-#     FasterSeg table / by SparseMask's measured latency), each trained once per seed; FasterSeg widths are
+#   - K latency-matched random architectures of each space (`terralite search random --match`), each trained once
+#     per seed: within ±BAND (5 %) of the searched network by the FasterSeg table (SparseMask, which has no table:
+#     within ±SM_BAND (25 %) by its latency measured alone, a coarse first filter), and within ±MEASURED_BAND (3 %)
+#     of it by latency timed side by side with it (--measured-band, SIDE_ITERS calls each); FasterSeg widths are
 #     drawn with P(choice k) ∝ WIDTH_SKEW**k (default 0.1), operators and down-sampling uniformly, SparseMask
 #     connections each kept with probability KEEP_PROB (default 0.08): the searched networks sit in corners of
 #     their spaces (narrowest widths; 6 of 90 connections) that uniform draws do not reach,
@@ -15,8 +17,10 @@
 #     student's latency (same width prior; proposals outside the band are rejected, not counted),
 #   - LR-ASPP MobileNetV3 and U-Net MobileNetV2.
 # Each trained network is evaluated on the synthetic test split (and on FIXTURE=ROOT, the real labelled tile's
-# dataset, when given) and timed with ONNX Runtime on the CPU at 1024x1024 (seed 0). The tables of the random
-# and NNI runs are RUN/trials.csv; the rest is eval/*.json and bench/*.jsonl. Rerunning resumes every step.
+# dataset, when given) and timed with ONNX Runtime on the CPU at 1024x1024 (seed 0); each searched network is timed
+# again beside its random and NNI architectures, in turns (band_check.py: the band by measurement, checked apart
+# from the selection). The tables of the random and NNI runs are RUN/trials.csv; the rest is eval/*.json and
+# bench/*.jsonl. Rerunning resumes every step.
 # Last, report.py writes networks.csv, table.md and plot.png (and copies the small outputs) to DEST (default:
 # this folder; --smoke: OUT/report).
 # --smoke: the same steps at toy scale (64 px, tiny FasterSeg space, one step per network) to check the script.
@@ -35,8 +39,9 @@ if (( SMOKE )); then
   EPOCHS=1; STEPS=1; BATCH=2; CROP=64; DEST=${DEST:-$OUT/report}
   KEEP_PROB=${KEEP_PROB:-0.5}                   # the tiny SparseMask search is unbudgeted: a dense network
   BAND=${BAND:-0.3}                             # 64 px timings of 5 calls scatter more than +-5 %
+  MEASURED_BAND=${MEASURED_BAND:-0.5}; SIDE_ITERS=${SIDE_ITERS:-5}
   SM_LATENCY=(--size 64 --latency-runtime torch --latency-iters 5)
-  BENCH=(--size 64 --iters 3 --warmup 1)
+  BENCH=(--size 64 --iters 3 --warmup 1); BAND_CHECK=(--size 64 --iters 5 --warmup 1)
 else
   # sized for about two hours of training on a 2-core CPU in all; adjust EPOCHS/STEPS to the machine
   TILES=48; PX=256; SIZE=1024; K=${K:-8}; TRIALS=${TRIALS:-8}; SEEDS=${SEEDS:-0 1}; BAND=${BAND:-0.05}
@@ -47,8 +52,11 @@ else
   # unbudgeted derivation keeps all 90 connections (the supernet itself)
   SM_SEARCH=(--preset oem --epochs 10 --crop 128 --batch-size 4 --budget-gmacs 10)
   SM_LATENCY=(--size 1024 --latency-runtime onnxruntime --latency-iters 5)
-  BENCH=(--size 1024 --iters 20 --warmup 3)
+  # the selection's margin: a ratio measured within ±3 % in one run stays within ±5 % in the check run
+  MEASURED_BAND=${MEASURED_BAND:-0.03}; SIDE_ITERS=${SIDE_ITERS:-30}; SM_BAND=${SM_BAND:-0.25}
+  BENCH=(--size 1024 --iters 20 --warmup 3); BAND_CHECK=(--size 1024 --iters 30 --warmup 3)
 fi
+SM_BAND=${SM_BAND:-$BAND}
 # the one recipe, as `terralite train` takes it and as the multi-trial searches take it (the same settings;
 # the trials are trained without validation and scored on their final weights, so the others are too)
 PRESET=${PRESET:-fasterseg}; DEVICE=${DEVICE:-cpu}; WIDTH_SKEW=${WIDTH_SKEW:-0.1}; KEEP_PROB=${KEEP_PROB:-0.08}
@@ -72,19 +80,23 @@ if [[ -z "${SPARSEMASK:-}" ]]; then
   SPARSEMASK=$OUT/search_sparsemask/arch.json
 fi
 
-# 2. latency-matched random architectures, trained once per seed (the same draws: --seed 0; the SparseMask draws
-#    are timed once: later seeds start from the first seed's latency cache, so they train the same architectures)
+# 2. latency-matched random architectures, trained once per seed (the same draws: --seed 0; the draws are timed
+#    once: later seeds start from the first seed's latency caches, so they train the same architectures)
 FIRST=${SEEDS%% *}
 for S in $SEEDS; do
-  if [[ $S != "$FIRST" && -f $OUT/random_sparsemask_seed$FIRST/latency_cache.json && ! -e $OUT/random_sparsemask_seed$S ]]; then
-    mkdir -p "$OUT/random_sparsemask_seed$S"
-    cp "$OUT/random_sparsemask_seed$FIRST/latency_cache.json" "$OUT/random_sparsemask_seed$S/"
-  fi
+  for SPACE in fasterseg sparsemask; do
+    if [[ $S != "$FIRST" && ! -e $OUT/random_${SPACE}_seed$S ]]; then
+      mkdir -p "$OUT/random_${SPACE}_seed$S"
+      for CACHE in latency_cache.json side_by_side_cache.json; do
+        [[ ! -f $OUT/random_${SPACE}_seed$FIRST/$CACHE ]] || cp "$OUT/random_${SPACE}_seed$FIRST/$CACHE" "$OUT/random_${SPACE}_seed$S/"
+      done
+    fi
+  done
   $T search random --space fasterseg --match "$STUDENT" --band "$BAND" --samples $K --lut "$LUT" --data "$DATA" \
-     --width-skew "$WIDTH_SKEW" \
-     --out "$OUT/random_fasterseg_seed$S" --train-seed $S --eval-split test --measure "${MT_RECIPE[@]}"
-  $T search random --space sparsemask --match "$SPARSEMASK" --band "$BAND" --samples $K "${SM_LATENCY[@]}" --data "$DATA" \
-     --keep-prob "$KEEP_PROB" \
+     --width-skew "$WIDTH_SKEW" --measured-band "$MEASURED_BAND" --side-by-side-iters "$SIDE_ITERS" \
+     --out "$OUT/random_fasterseg_seed$S" --train-seed $S --eval-split test "${MT_RECIPE[@]}"
+  $T search random --space sparsemask --match "$SPARSEMASK" --band "$SM_BAND" --samples $K "${SM_LATENCY[@]}" --data "$DATA" \
+     --keep-prob "$KEEP_PROB" --measured-band "$MEASURED_BAND" --side-by-side-iters "$SIDE_ITERS" \
      --out "$OUT/random_sparsemask_seed$S" --train-seed $S --eval-split test "${MT_RECIPE[@]}"
 done
 
@@ -131,17 +143,17 @@ for NAME in "${!MODELS[@]}"; do
     $T bench "$OUT/train/${NAME}_seed0/last.pt" --runtime onnxruntime --device cpu "${BENCH[@]}" --out "$OUT/bench/$NAME.jsonl"
 done
 
-# the band by measurement: each space's searched network beside its random (and NNI) architectures, one bench run
-# each, so that they are timed under the same conditions
+# the band by measurement, checked apart from the selection: each space's searched network timed again beside its
+# random (and NNI) architectures, in turns (band_check.py)
 shopt -s nullglob  # a search that trained nothing has no trials/*/arch.json
-FS_BAND=("$OUT"/random_fasterseg_seed$FIRST/trials/random-*/arch.json "$OUT"/nni_fasterseg_$TUNER/trials/nni-*/arch.json)
-SM_BAND=("$OUT"/random_sparsemask_seed$FIRST/trials/random-*/arch.json)
+FS_ARCHS=("$OUT"/random_fasterseg_seed$FIRST/trials/random-*/arch.json "$OUT"/nni_fasterseg_$TUNER/trials/nni-*/arch.json)
+SM_ARCHS=("$OUT"/random_sparsemask_seed$FIRST/trials/random-*/arch.json)
 shopt -u nullglob
-if (( ${#FS_BAND[@]} )) && [[ ! -f $OUT/bench/fasterseg-band.jsonl ]]; then
-  $T bench "$STUDENT" "${FS_BAND[@]}" --runtime onnxruntime --device cpu "${BENCH[@]}" --out "$OUT/bench/fasterseg-band.jsonl"
+if (( ${#FS_ARCHS[@]} )) && [[ ! -f $OUT/bench/fasterseg-band.jsonl ]]; then
+  ${PYTHON:-python} "$HERE/band_check.py" "$OUT/bench/fasterseg-band.jsonl" "$STUDENT" "${FS_ARCHS[@]}" "${BAND_CHECK[@]}"
 fi
-if (( ${#SM_BAND[@]} )) && [[ ! -f $OUT/bench/sparsemask-band.jsonl ]]; then
-  $T bench "$SPARSEMASK" "${SM_BAND[@]}" --runtime onnxruntime --device cpu "${BENCH[@]}" --out "$OUT/bench/sparsemask-band.jsonl"
+if (( ${#SM_ARCHS[@]} )) && [[ ! -f $OUT/bench/sparsemask-band.jsonl ]]; then
+  ${PYTHON:-python} "$HERE/band_check.py" "$OUT/bench/sparsemask-band.jsonl" "$SPARSEMASK" "${SM_ARCHS[@]}" "${BAND_CHECK[@]}"
 fi
 
 # 7. the table and the plot

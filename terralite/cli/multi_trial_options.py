@@ -4,7 +4,8 @@ from __future__ import annotations
 
 MULTI_TRIAL_NOTES = (
     "A trial prices an architecture's latency (FasterSeg: the --lut table; SparseMask: measured, it has no table), "
-    "rejects it before training outside --band around the target (--target-fps, or the latency of --match ARCH.json), "
+    "rejects it before training outside --band around the target (--target-fps, or the latency of --match ARCH.json) "
+    "and, with --measured-band, outside that band by its latency timed side by side with the --match network, "
     "else trains it with one recipe and proxy budget (--train-preset, --epochs, --steps-per-epoch, --set ...), "
     "evaluates its final weights on --eval-split and scores it by --objective. Writes RUN/trials.csv, trials.md, "
     "trials.png, best.json, summary.json and RUN/trials/<trial>/ (arch.json, train/, result.json). Rerunning the "
@@ -19,6 +20,11 @@ def add_multi_trial_arguments(parser) -> None:
     target.add_argument("--match", metavar="ARCH.json", help="target = the latency of this architecture or spec JSON "
                                                              "(e.g. a searched student's RUN/student.json)")
     parser.add_argument("--band", type=float, default=0.05, help="keep architectures within ±band of the target latency (default 0.05)")
+    parser.add_argument("--measured-band", type=float, metavar="B",
+                        help="also keep only architectures whose latency, timed side by side with the --match network "
+                             "(in turns, on the CPU), lies within ±B of its (e.g. 0.05); checked after --band")
+    parser.add_argument("--side-by-side-iters", type=int, default=30, metavar="N",
+                        help="timed calls of each network per side-by-side measurement (default 30)")
     parser.add_argument("--lut", metavar="LUT", help="FasterSeg latency table (terralite latency-table fasterseg); its "
                                                      "space and input size are the search's")
     parser.add_argument("--data", metavar="ROOT", required=True, help="dataset root (OpenEarthMap layout) or a data YAML")
@@ -65,6 +71,7 @@ def multi_trial_config(args):
         {**data_fields(args.data), "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
          "crop": args.crop, "seed": args.train_seed, "device": args.device, "workers": args.workers},
         space=args.space, out=args.out, lut=args.lut, target_fps=args.target_fps, match=args.match, band=args.band,
+        measured_band=args.measured_band, side_by_side_iters=args.side_by_side_iters,
         size=args.size, latency_runtime=args.latency_runtime, latency_warmup=args.latency_warmup,
         latency_iters=args.latency_iters, objective=args.objective, eval_split=args.eval_split, measure=args.measure,
         seed=args.seed, width_skew=args.width_skew, keep_prob=args.keep_prob,

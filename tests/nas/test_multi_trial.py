@@ -17,6 +17,7 @@ from terralite.nas.latency_table import LatencyTable
 from terralite.nas.multi_trial import encoding
 from terralite.nas.multi_trial.config import resolve_multi_trial_config
 from terralite.nas.multi_trial.context import SearchContext
+from terralite.nas.multi_trial.latency import arch_key
 from terralite.nas.multi_trial.objective import objective
 from terralite.nas.multi_trial.random_search import draw_in_band, random_search
 from terralite.nas.multi_trial.trial import run_trial
@@ -35,15 +36,24 @@ def tiny_space():
     return FasterSegSearchSpace.from_preset("tiny", widths=[6, 12])
 
 
+def _made_up_table(folder: Path, space, runtime: str) -> Path:
+    cond = table_conditions(space, SIZE, torch.device("cpu"), runtime)
+    table = LatencyTable(cond, {k: 0.1 + (zlib.crc32(k.encode()) % 100) / 10 for k in table_entries(space, SIZE)})
+    table.save(folder / "lut.json")
+    return folder / "lut.json"
+
+
 @pytest.fixture(scope="module")
 def lut(tmp_path_factory, tiny_space):
     """A table over every entry of the tiny space at 64 px with made-up but key-dependent latencies (0.1–10 ms),
     so that architectures differ in latency and the arithmetic is exact (no timing in the default suite)."""
-    cond = table_conditions(tiny_space, SIZE, torch.device("cpu"), "onnxruntime")
-    table = LatencyTable(cond, {k: 0.1 + (zlib.crc32(k.encode()) % 100) / 10 for k in table_entries(tiny_space, SIZE)})
-    path = tmp_path_factory.mktemp("lut") / "lut.json"
-    table.save(path)
-    return path
+    return _made_up_table(tmp_path_factory.mktemp("lut"), tiny_space, "onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def torch_lut(tmp_path_factory, tiny_space):
+    """The same table said to be measured with PyTorch: side-by-side checks then time eager networks (no export)."""
+    return _made_up_table(tmp_path_factory.mktemp("torch_lut"), tiny_space, "torch")
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +165,12 @@ def test_skewed_widths_reach_a_searched_students_band_that_uniform_draws_miss(tm
     assert min(widths) == 4 and max(widths) > 4  # mostly the narrowest width (4 of 12), not only
 
 
-def test_search_folders_from_before_width_skew_resume(tmp_path, synthetic_root, lut, median_fps):
+def test_search_folders_from_before_newer_settings_resume(tmp_path, synthetic_root, lut, median_fps):
     run = tmp_path / "run"
     SearchContext.open(_cfg(run, synthetic_root, lut, median_fps), "random")
     saved = json.loads((run / "search.json").read_text())
-    del saved["config"]["width_skew"]  # as written before the setting existed
+    for key in ("width_skew", "measured_band", "side_by_side_iters"):  # as written before these settings existed
+        del saved["config"][key]
     (run / "search.json").write_text(json.dumps(saved))
     SearchContext.open(_cfg(run, synthetic_root, lut, median_fps), "random")  # the default: the same search
     with pytest.raises(TerraLiteError, match="width_skew"):
@@ -230,6 +241,66 @@ def test_bad_settings_are_one_line_errors(tmp_path, synthetic_root, lut, capsys)
     assert "--lut" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "b"), "--lut", str(lut), "--target-fps", "10", "--band", "1.5"]) == 2
     assert "--band" in capsys.readouterr().err
+
+
+# -- the band by measurement (side by side with the target) ---------------------------------------------
+def _matched_cfg(tmp_path, data, lut, space, measured_band, band=0.9, out="run"):
+    """A search whose target is a sampled architecture of ``space`` (its JSON as --match)."""
+    path = tmp_path / "target.json"
+    path.write_text(json.dumps({"kind": "fasterseg", "arch": space.sample(np.random.default_rng(5))}))
+    return resolve_multi_trial_config(train_flags={"data.root": str(data), **BUDGET}, space="fasterseg",
+                                      out=str(tmp_path / out), lut=str(lut), match=str(path), band=band,
+                                      measured_band=measured_band, side_by_side_iters=5)
+
+
+def test_measured_band_keeps_draws_timed_within_it_beside_the_target(tmp_path, synthetic_root, torch_lut, tiny_space,
+                                                                     monkeypatch):
+    """Real side-by-side timings (the table's runtime, here PyTorch; 64 px, 5 calls each): a kept draw's cached
+    ratio lies within the measured band; a band no timing can meet (±1e-9) rejects every draw the table let
+    through, counted apart."""
+    lut = torch_lut
+    ctx = SearchContext.open(_matched_cfg(tmp_path, synthetic_root, lut, tiny_space, 0.9), "random")
+    archs, counts = draw_in_band(ctx, 2, 6)
+    cache = json.loads((tmp_path / "run" / "side_by_side_cache.json").read_text())
+    assert len(archs) == counts["in_band"] >= 1
+    assert counts["drawn"] == sum(counts[k] for k in ("in_band", "rejected_latency", "rejected_measured", "duplicates"))
+    assert len(cache) == counts["in_band"] + counts["rejected_measured"]  # only draws inside the table's band are timed
+    for arch in archs:
+        entry = cache[arch_key(tiny_space, arch)]
+        assert abs(entry["ratio"] - 1) <= 0.9 and entry["iters"] == 5
+        assert entry["ratio"] == pytest.approx(entry["ms"] / entry["target_ms"])
+    # the ratios are cached: the same draws again time nothing
+    import terralite.benchmark.runners.base as runners_base
+
+    monkeypatch.setattr(runners_base, "measure_side_by_side", lambda *a, **k: pytest.fail("timed a cached draw again"))
+    assert draw_in_band(ctx, 2, 6) == (archs, counts)
+    monkeypatch.undo()
+
+    strict = SearchContext.open(_matched_cfg(tmp_path, synthetic_root, lut, tiny_space, 1e-9, out="strict"), "random")
+    none, strict_counts = draw_in_band(strict, 2, 6)
+    assert none == [] and strict_counts["in_band"] == 0
+    strict_cache = json.loads((tmp_path / "strict" / "side_by_side_cache.json").read_text())
+    assert strict_counts["rejected_measured"] == len(strict_cache) >= len(cache)  # every draw the table let through
+    assert strict_counts["drawn"] == 6 == sum(strict_counts[k] for k in ("rejected_latency", "rejected_measured", "duplicates"))
+    row = run_trial(strict, "random-000", archs[0])  # a trial (as NNI's) is rejected the same way, untrained
+    assert row["status"] == "rejected" and "side by side" in row["reason"] and "measured_ratio" in row
+    assert not (strict.trial_dir("random-000") / "train").exists()
+    with pytest.raises(TerraLiteError, match="measured_band"):  # the kept set depends on it: no resume with another
+        SearchContext.open(_matched_cfg(tmp_path, synthetic_root, lut, tiny_space, 0.5, out="strict"), "random")
+
+
+def test_measured_band_settings_are_checked(tmp_path, synthetic_root, lut, tiny_space, capsys):
+    with pytest.raises(TerraLiteError, match="--match ARCH.json"):
+        _cfg(tmp_path / "a", synthetic_root, lut, 10.0, measured_band=0.05)
+    with pytest.raises(TerraLiteError, match=r"--measured-band must lie in \(0, 1\)"):
+        _matched_cfg(tmp_path, synthetic_root, lut, tiny_space, 1.5)
+    base = ["search", "random", "--space", "fasterseg", "--data", str(synthetic_root), "--samples", "1", "--lut", str(lut),
+            "--target-fps", "10", "--out", str(tmp_path / "c"), *BUDGET_ARGS]
+    assert main([*base, "--measured-band", "0.05"]) == 2
+    assert "give the target as --match" in capsys.readouterr().err
+    assert main([*base, "--side-by-side-iters", "2"]) == 2
+    assert "--side-by-side-iters must be at least 5" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
 
 
 # -- the random baseline end to end, resume --------------------------------------------------------------
