@@ -78,10 +78,9 @@ class SearchContext:
 
         if self.cfg.measured_band is None:
             return None
-        device = getattr(self.latency, "device", "cpu")
-        if device != "cpu":
+        if self.latency.device != "cpu":
             raise TerraLiteError(f"--measured-band times networks side by side on the CPU, and {self.cfg.lut} was measured "
-                                 f"on {device}; leave --measured-band out or use a CPU table")
+                                 f"on {self.latency.device}; leave --measured-band out or use a CPU table")
         return SideBySideRatio(self.space, self.target_arch, self.size, self.run_dir / "side_by_side_cache.json",
                                self.latency.runtime, self.cfg.latency_warmup, self.cfg.side_by_side_iters)
 
